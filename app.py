@@ -1,0 +1,22 @@
+"""Streamlit entry point: ``streamlit run app.py``.
+
+Pages lay out widgets and call ``fer_core``; the model chosen in the sidebar is shared through
+``st.session_state["checkpoint"]``.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+st.set_page_config(page_title="Private FER", page_icon=":performing_arts:", layout="wide")
+
+pages = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
+]
+nav = st.navigation(pages)
+
+from fer_core.app_support import model_picker  # noqa: E402  (after set_page_config)
+
+model_picker()
+nav.run()

@@ -1,0 +1,19 @@
+"""fer_core: facial emotion recognition with ordinary and differentially private training.
+
+The library behind the Streamlit app: data loading (:mod:`fer_core.data`), models
+(:mod:`fer_core.models`), training (:mod:`fer_core.train`), metrics (:mod:`fer_core.metrics`),
+self-describing checkpoints (:mod:`fer_core.checkpoints`) and the command line
+(``python -m fer_core``).
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+#: FER2013 class ids 0-6, in the order of the dataset's ``emotion``/``label`` column.
+EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+#: Emotions the product calls out as negative.
+NEGATIVE_EMOTIONS: frozenset[str] = frozenset({"angry", "disgust", "fear", "sad", "contempt"})
+
+__all__ = ["EMOTIONS", "NEGATIVE_EMOTIONS", "__version__"]

@@ -1,0 +1,171 @@
+"""Self-describing checkpoints: weights in safetensors plus a JSON model card beside them.
+
+A checkpoint is a folder ``checkpoints/<name>/`` holding
+
+* ``model.safetensors`` - the unwrapped module's ``state_dict`` (never a pickle; loading cannot run
+  code), and
+* ``model.json`` - the model card: ``arch`` and ``model_args`` (enough to rebuild the module),
+  ``classes``, ``preprocessing``, the frozen training ``config``, ``data`` (file, sha256, split
+  sizes), ``metrics`` (PublicTest, PrivateTest, dedup PrivateTest, per class), ``privacy``
+  (``{"private": false}`` or the DP block), ``command``, ``wall_time_s`` and ``hardware``.
+
+Inspired by nanoGPT's and torchvision's checkpoints that carry their own model arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from fer_core.models import build_model
+
+CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+DEFAULT_CHECKPOINT = "fer2013_resnet"
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "model.json"
+CARD_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, incomplete or corrupt; the message says which file and why."""
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the module in eval mode and its model card."""
+
+    model: torch.nn.Module
+    card: dict
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.card.get("name", self.path.name)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.card["classes"])
+
+
+def resolve(path: str | os.PathLike | None = None) -> Path:
+    """The folder of a checkpoint given as a folder, a file inside it, or a bare name in ``checkpoints/``.
+
+    ``None`` gives the shipped default (:data:`DEFAULT_CHECKPOINT`).
+    """
+    if path is None:
+        return CHECKPOINT_DIR / DEFAULT_CHECKPOINT
+    p = Path(path).expanduser()
+    if p.is_file():
+        return p.parent
+    if not p.exists() and not p.is_absolute() and (CHECKPOINT_DIR / p).exists():
+        return CHECKPOINT_DIR / p
+    return p
+
+
+def save_checkpoint(directory: str | os.PathLike, model: torch.nn.Module, card: dict) -> Path:
+    """Write ``model.safetensors`` and ``model.json`` into ``directory`` (created if needed).
+
+    ``model`` must be the plain module (not a DDP/Opacus/compiled wrapper). The card must hold
+    ``arch``, ``model_args`` and ``classes``. Files are written to temporary names and renamed, so a
+    crash never leaves half a checkpoint.
+
+    Raises:
+        ValueError: the card lacks a required key, or ``model`` is a wrapper.
+    """
+    for key in ("arch", "model_args", "classes"):
+        if key not in card:
+            raise ValueError(f"model card needs {key!r}")
+    state = model.state_dict()
+    if any(k.startswith(("_module.", "module.", "_orig_mod.")) for k in state):
+        raise ValueError("save the unwrapped module (got a wrapper's state_dict)")
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    card = {"card_version": CARD_VERSION, **card}
+    tmp_w, tmp_c = d / (WEIGHTS_FILE + ".tmp"), d / (CARD_FILE + ".tmp")
+    save_file(tensors, str(tmp_w), metadata={"arch": card["arch"]})
+    tmp_c.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp_w, d / WEIGHTS_FILE)
+    os.replace(tmp_c, d / CARD_FILE)
+    return d
+
+
+def read_card(path: str | os.PathLike | None = None) -> dict:
+    """The model card (``model.json``) of a checkpoint, without loading weights.
+
+    Raises:
+        CheckpointError: missing or not valid JSON.
+    """
+    d = resolve(path)
+    card_path = d / CARD_FILE
+    if not card_path.is_file():
+        raise CheckpointError(f"no model card at {card_path}: a checkpoint folder holds {CARD_FILE} and {WEIGHTS_FILE}")
+    try:
+        card = json.loads(card_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{card_path} is not valid JSON ({exc})") from exc
+    if not isinstance(card, dict) or "arch" not in card or "model_args" not in card:
+        raise CheckpointError(f"{card_path} lacks 'arch'/'model_args': not a fer_core model card")
+    return card
+
+
+def write_card(path: str | os.PathLike, card: dict) -> None:
+    """Rewrite a checkpoint's model card atomically (e.g. to add audit results)."""
+    d = resolve(path)
+    tmp = d / (CARD_FILE + ".tmp")
+    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    os.replace(tmp, d / CARD_FILE)
+
+
+def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
+    """Load a checkpoint safely (safetensors; nothing is unpickled).
+
+    Args:
+        path: checkpoint folder, a file in it, a name under ``checkpoints/``, or ``None`` for the
+            shipped default.
+
+    Returns:
+        :class:`Checkpoint` with the module in eval mode on the CPU.
+
+    Raises:
+        CheckpointError: the folder, card or weights are missing, corrupt, or do not match the
+            architecture the card describes.
+    """
+    d = resolve(path)
+    if not d.is_dir():
+        raise CheckpointError(
+            f"checkpoint not found: {d} (give a folder with {CARD_FILE} and {WEIGHTS_FILE}, "
+            f"or a name under {CHECKPOINT_DIR})"
+        )
+    card = read_card(d)
+    weights = d / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"no weights at {weights}")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{weights} is corrupt or not a safetensors file ({exc})") from exc
+    try:
+        model = build_model(card["arch"], **card["model_args"])
+        model.load_state_dict(state, strict=True)
+    except (ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{weights} does not match the card's architecture ({exc})") from exc
+    model = model.to(memory_format=torch.channels_last)  # ~30% faster convolutions on CPU
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return Checkpoint(model=model, card=card, path=d)
+
+
+def list_checkpoints(root: str | os.PathLike = CHECKPOINT_DIR) -> list[Path]:
+    """Checkpoint folders under ``root`` (those holding a model card), sorted by name."""
+    r = Path(root)
+    if not r.is_dir():
+        return []
+    return sorted(p.parent for p in r.glob(f"*/{CARD_FILE}") if (p.parent / WEIGHTS_FILE).exists())

@@ -1,0 +1,98 @@
+"""Evaluating a model on a dataset split, following FER2013's protocol.
+
+Train on ``Training``, choose on ``PublicTest``, report ``PrivateTest`` once. Besides the official
+figure, :func:`evaluate_split` reports accuracy on the deduplicated test set (test rows whose image
+also occurs in ``Training`` removed) and, beside the plain figure, test-time flip averaging.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from fer_core import EMOTIONS
+from fer_core.data import FERDataset
+from fer_core.metrics import classification_report
+from fer_core.preprocess import MEAN, STD, to_model_input
+
+
+@torch.no_grad()
+def predict_proba(
+    model: torch.nn.Module,
+    faces: np.ndarray,
+    batch_size: int = 256,
+    mean: float = MEAN,
+    std: float = STD,
+    flip_tta: bool = False,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """Class probabilities for a stack of faces.
+
+    Args:
+        model: a classifier (put in eval mode here, and restored afterwards).
+        faces: ``uint8 (N, 48, 48)`` grayscale faces, 0-255.
+        batch_size: faces per forward pass.
+        mean, std: the model card's preprocessing constants.
+        flip_tta: average the softmax of each face and its mirror image.
+        device: where to run the model.
+
+    Returns:
+        ``float32 (N, K)`` softmax probabilities (rows sum to 1).
+    """
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for i in range(0, len(faces), batch_size):
+            x = to_model_input(faces[i: i + batch_size], mean, std).to(device)  # (B, 1, 48, 48)
+            p = torch.softmax(model(x).float(), dim=1)
+            if flip_tta:
+                p = 0.5 * (p + torch.softmax(model(torch.flip(x, dims=[3])).float(), dim=1))
+            out.append(p.cpu())
+    finally:
+        model.train(was_training)
+    if not out:
+        return np.zeros((0, len(EMOTIONS)), np.float32)
+    return torch.cat(out).numpy()
+
+
+def evaluate_split(
+    model: torch.nn.Module,
+    dataset: FERDataset,
+    split: str,
+    class_names: list[str] | tuple[str, ...] = EMOTIONS,
+    mean: float = MEAN,
+    std: float = STD,
+    dedup: bool = True,
+    flip_tta: bool = True,
+    batch_size: int = 256,
+) -> dict:
+    """Full metrics of ``model`` on one split of ``dataset``.
+
+    Only the classes present in the split are evaluated (a generic ``.npz`` may hold a subset).
+
+    Returns:
+        :func:`fer_core.metrics.classification_report`'s dict, plus ``split``, and where asked
+        ``accuracy_dedup``/``n_dedup`` (rows whose image is not in ``Training``; only when the
+        dataset has a ``Training`` split and ``split`` is another one) and ``accuracy_flip_tta``.
+
+    Raises:
+        fer_core.data.DatasetError: the split does not exist.
+    """
+    faces, labels = dataset.split(split)
+    probs = predict_proba(model, faces, batch_size, mean, std)
+    present = sorted(set(labels.tolist()))
+    report = classification_report(labels, probs, class_names, classes=present)
+    report = {"split": split, **report}
+    if dedup and split != "Training" and "Training" in dataset.splits:
+        keep = dataset.dedup_mask(split)
+        sub = classification_report(labels[keep], probs[keep], class_names, classes=present)
+        report["accuracy_dedup"] = sub["accuracy"]
+        report["macro_f1_dedup"] = sub["macro_f1"]
+        report["n_dedup"] = int(keep.sum())
+    if flip_tta:
+        probs_tta = predict_proba(model, faces, batch_size, mean, std, flip_tta=True)
+        tta = classification_report(labels, probs_tta, class_names, classes=present)
+        report["accuracy_flip_tta"] = tta["accuracy"]
+        report["macro_f1_flip_tta"] = tta["macro_f1"]
+    return report

@@ -1,0 +1,197 @@
+"""Result files written by the project's own commands, and the README tables generated from them.
+
+* :func:`compare_architectures` trains every architecture with one recipe and budget and writes
+  ``checkpoints/results/architectures.csv``.
+* :func:`render_results` turns the shipped model cards and result files into Markdown;
+  :func:`update_readme` writes it between the ``<!-- BEGIN GENERATED: results -->`` and
+  ``<!-- END GENERATED: results -->`` markers of ``README.md`` (``python -m fer_core report``).
+  A test checks that the README holds exactly what the files say, so no figure is typed by hand.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+from fer_core.checkpoints import CHECKPOINT_DIR, DEFAULT_CHECKPOINT, list_checkpoints, read_card
+from fer_core.models import ARCHITECTURES
+
+RESULTS_DIR = CHECKPOINT_DIR / "results"
+ARCH_RESULTS = RESULTS_DIR / "architectures.csv"
+README = CHECKPOINT_DIR.parent / "README.md"
+BEGIN = "<!-- BEGIN GENERATED: results -->"
+END = "<!-- END GENERATED: results -->"
+
+ARCH_COLUMNS = [
+    "arch", "model_args", "parameters", "macs", "epochs", "batch_size", "lr", "train_seconds",
+    "samples_per_s", "best_epoch", "publictest_accuracy", "privatetest_accuracy",
+    "privatetest_macro_f1", "privatetest_accuracy_dedup", "privatetest_accuracy_flip_tta",
+    "privatetest_ece", "command",
+]
+
+
+def compare_architectures(
+    base, archs=ARCHITECTURES, results_path=ARCH_RESULTS, command: str = "", arch_args: dict | None = None
+) -> list[dict]:
+    """Train each architecture with the same recipe and budget; write one CSV row per architecture.
+
+    Args:
+        base: a :class:`fer_core.train.TrainConfig`; ``out`` is the parent run folder (one
+            sub-folder per architecture, each resumable) and ``model_args`` is ignored.
+        archs: architecture names.
+        results_path: CSV to (re)write.
+        command: the command line, recorded in each row.
+        arch_args: optional ``{arch: model_args}``; architectures not named use their defaults.
+
+    Returns:
+        The rows written (dicts with :data:`ARCH_COLUMNS`); rows of runs that ``stop_after`` left
+        unfinished are not written.
+    """
+    from fer_core.train import main
+
+    rows = []
+    for arch in archs:
+        cfg = dataclasses.replace(base, arch=arch, model_args=dict((arch_args or {}).get(arch, {})),
+                                  out=str(Path(base.out) / arch), export=None, name=f"compare_{arch}")
+        res = main(cfg, command=command)
+        if not res["finished"]:
+            continue
+        card = json.loads((Path(cfg.out) / "final_card.json").read_text())
+        pub, priv = card["metrics"][cfg.val_split], card["metrics"].get(cfg.test_split, {})
+        hist = res["history"]
+        rows.append({
+            "arch": arch,
+            "model_args": json.dumps(card["model_args"], sort_keys=True),
+            "parameters": card["parameters"],
+            "macs": card["macs"],
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "lr": cfg.lr,
+            "train_seconds": round(sum(h["seconds"] for h in hist), 1),
+            "samples_per_s": round(sum(h["samples_per_s"] for h in hist) / len(hist), 1),
+            "best_epoch": card["selection"]["epoch"],
+            "publictest_accuracy": round(pub["accuracy"], 4),
+            "privatetest_accuracy": round(priv.get("accuracy", float("nan")), 4),
+            "privatetest_macro_f1": round(priv.get("macro_f1", float("nan")), 4),
+            "privatetest_accuracy_dedup": round(priv.get("accuracy_dedup", float("nan")), 4),
+            "privatetest_accuracy_flip_tta": round(priv.get("accuracy_flip_tta", float("nan")), 4),
+            "privatetest_ece": round(priv.get("ece", float("nan")), 4),
+            "command": command,
+        })
+    if rows:
+        path = Path(results_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=ARCH_COLUMNS)
+            w.writeheader()
+            w.writerows(rows)
+    return rows
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{100 * float(x):.2f}"
+
+
+def _fmt_int(n) -> str:
+    return f"{int(n) / 1e6:.2f} M"
+
+
+def models_table(checkpoint_dir: Path = CHECKPOINT_DIR) -> str:
+    """Markdown table of every shipped checkpoint, read from the model cards."""
+    lines = [
+        "| model | arch | params | MACs | privacy | PublicTest acc | PrivateTest acc | PrivateTest acc (dedup) "
+        "| PrivateTest acc (flip TTA) | macro-F1 | negative-vs-other F1 | ECE | train time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for d in list_checkpoints(checkpoint_dir):
+        c = read_card(d)
+        m = c.get("metrics", {})
+        pub, priv = m.get("PublicTest", {}), m.get("PrivateTest", {})
+        priv_block = c.get("privacy", {})
+        privacy = (
+            f"ε = {priv_block['epsilon']:g}, δ = {priv_block['delta']:g}" if priv_block.get("private")
+            else "not private"
+        )
+        default = " (default)" if d.name == DEFAULT_CHECKPOINT else ""
+        lines.append(
+            f"| `{d.name}`{default} | {c['arch']} | {_fmt_int(c.get('parameters', 0))} | {_fmt_int(c.get('macs', 0))} "
+            f"| {privacy} | {_pct(pub.get('accuracy'))} | **{_pct(priv.get('accuracy'))}** "
+            f"| {_pct(priv.get('accuracy_dedup'))} | {_pct(priv.get('accuracy_flip_tta'))} "
+            f"| {_pct(priv.get('macro_f1'))} | {_pct(priv.get('negative_vs_other', {}).get('f1'))} "
+            f"| {_pct(priv.get('ece'))} | {c.get('wall_time_s', 0) / 60:.0f} min |"
+        )
+    return "\n".join(lines)
+
+
+def per_class_table(name: str = DEFAULT_CHECKPOINT, split: str = "PrivateTest") -> str:
+    """Markdown table of per-class precision/recall/F1 of one shipped checkpoint."""
+    c = read_card(CHECKPOINT_DIR / name)
+    pc = c["metrics"][split]["per_class"]
+    lines = ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    for cls, m in pc.items():
+        lines.append(f"| {cls} | {_pct(m['precision'])} | {_pct(m['recall'])} | {_pct(m['f1'])} | {m['support']} |")
+    return "\n".join(lines)
+
+
+def architecture_table(path: Path = ARCH_RESULTS) -> str:
+    """Markdown table of the architecture comparison CSV."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    lines = [
+        "| arch | params | MACs | epochs | train time | samples/s | PublicTest acc | PrivateTest acc "
+        "| PrivateTest macro-F1 | PrivateTest acc (dedup) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['arch']} | {_fmt_int(r['parameters'])} | {_fmt_int(r['macs'])} | {r['epochs']} "
+            f"| {float(r['train_seconds']) / 60:.0f} min | {float(r['samples_per_s']):.0f} "
+            f"| {_pct(r['publictest_accuracy'])} | {_pct(r['privatetest_accuracy'])} "
+            f"| {_pct(r['privatetest_macro_f1'])} | {_pct(r['privatetest_accuracy_dedup'])} |"
+        )
+    if rows:
+        lines.append("")
+        lines.append(f"Command: `{rows[0]['command']}`")
+    return "\n".join(lines)
+
+
+def render_results() -> str:
+    """The README's generated results section (Markdown), from the model cards and result files."""
+    parts = ["### Shipped models (FER2013, official split; accuracies in %)", "", models_table()]
+    if (CHECKPOINT_DIR / DEFAULT_CHECKPOINT).is_dir():
+        card = read_card(CHECKPOINT_DIR / DEFAULT_CHECKPOINT)
+        parts += [
+            "", f"Default model `{DEFAULT_CHECKPOINT}`: chosen on PublicTest (epoch "
+            f"{card['selection'].get('epoch')}, {card['selection'].get('weights')} weights); produced by",
+            "", f"```\n{card['command']}\n```", "",
+            "Per class on PrivateTest:", "", per_class_table(),
+        ]
+    if ARCH_RESULTS.exists():
+        parts += ["", "### Architecture comparison (same recipe and budget)", "", architecture_table()]
+    return "\n".join(parts) + "\n"
+
+
+def update_readme(readme: Path = README) -> bool:
+    """Replace the generated section of ``readme``; returns True if the file changed.
+
+    Raises:
+        ValueError: the README lacks the BEGIN/END markers.
+    """
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"{readme} has no '{BEGIN}' ... '{END}' markers")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    new = f"{head}{BEGIN}\n{render_results()}{END}{tail}"
+    if new != text:
+        readme.write_text(new)
+        return True
+    return False
+
+
+def readme_section(readme: Path = README) -> str:
+    """The text currently between the README's markers (without them)."""
+    text = readme.read_text()
+    return text.split(BEGIN, 1)[1].split(END, 1)[0].lstrip("\n")

@@ -1,0 +1,439 @@
+"""Training recipe for emotion classifiers (non-private), resumable, with honest model selection.
+
+Protocol (FER2013): train on ``Training``; choose the epoch (and raw vs EMA weights) on
+``PublicTest``; evaluate ``PrivateTest`` once, at the end, for the chosen weights only.
+
+Recipe: SGD with Nesterov momentum (or AdamW), linear warm-up then cosine decay per step,
+label smoothing (Szegedy et al. 2016), weight EMA (``torch.optim.swa_utils.AveragedModel``),
+batched tensor augmentation (:mod:`fer_core.augment`), fixed seeds.
+
+Resuming: after every epoch ``<out>/state.pt`` (model, EMA, optimizer, history, best) is written
+atomically; ``main`` with the same ``out`` continues from the last finished epoch, so a killed run
+loses at most the epoch in progress. Epoch ``e`` draws its shuffling and augmentation from a
+generator seeded with ``(seed, e)``, so a resumed run sees exactly the batches an uninterrupted one
+would.
+
+Structure follows torchvision's ``references/classification/train.py``: :func:`train_one_epoch` and
+:func:`evaluate` return metric dicts; :func:`main` takes a :class:`TrainConfig` and is callable
+from tests; ``python -m fer_core train`` wraps it.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
+
+from fer_core import EMOTIONS, __version__
+from fer_core.augment import AugmentConfig, augment_batch
+from fer_core.checkpoints import save_checkpoint
+from fer_core.data import FERDataset, load_dataset
+from fer_core.evaluate import evaluate_split
+from fer_core.models import build_model, count_macs, count_parameters
+from fer_core.preprocess import MEAN, STD, preprocessing_spec, to_model_input
+
+CPU = torch.device("cpu")
+STATE_FILE = "state.pt"
+HISTORY_FILE = "history.csv"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; frozen into the model card.
+
+    Units: ``lr`` is the peak learning rate; ``warmup_epochs`` and ``epochs`` count passes over
+    the training rows; ``ema_decay`` is per optimizer step (0 disables EMA).
+    """
+
+    out: str = "runs/fer2013_resnet"
+    data: str | None = None
+    arch: str = "resnet"
+    model_args: dict = field(default_factory=dict)
+    epochs: int = 40
+    batch_size: int = 128
+    optimizer: str = "sgd"  # "sgd" (Nesterov) or "adamw"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 2.0
+    label_smoothing: float = 0.1
+    ema_decay: float = 0.999
+    augment: dict = field(default_factory=lambda: dataclasses.asdict(AugmentConfig()))
+    seed: int = 0
+    train_split: str = "Training"
+    val_split: str = "PublicTest"
+    test_split: str = "PrivateTest"
+    val_fraction: float = 0.1  # carved from Training (seeded) if the data has no val_split
+    limit_train: int | None = None  # use only the first N training rows (tests, smoke runs)
+    threads: int = 0  # torch threads; 0 = leave torch's default
+    compile: bool = False  # torch.compile the training step (faster on CPU after ~30 s)
+    channels_last: bool = True
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+    stop_after: int | None = None  # stop this invocation after N epochs (time slicing; resumable)
+    export: str | None = None  # checkpoint folder to write when training finishes
+    name: str | None = None  # model name in the card (default: export folder name)
+    progress: bool = True
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _device(cfg: TrainConfig) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)
+
+
+def lr_at(step: int, total_steps: int, warmup_steps: int, peak: float) -> float:
+    """Learning rate at optimizer step ``step``: linear warm-up to ``peak``, then cosine to 0."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * peak * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (Nesterov) or AdamW; no weight decay on biases and normalisation parameters."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose 'sgd' or 'adamw'")
+
+
+def train_one_epoch(
+    model: torch.nn.Module,
+    step_model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    cfg: TrainConfig,
+    epoch: int,
+    ema: AveragedModel | None = None,
+    device: torch.device = CPU,
+) -> dict:
+    """One pass over the training rows.
+
+    Args:
+        model: the plain module (its parameters are updated).
+        step_model: what runs the forward pass (``model`` itself or ``torch.compile(model)``).
+        images: ``uint8 (N, 48, 48)`` training faces; labels: ``int64 (N,)``.
+        epoch: 0-based epoch; seeds the shuffling and augmentation.
+
+    Returns:
+        ``{"epoch", "train_loss", "train_accuracy", "lr", "seconds", "samples_per_s"}``.
+    """
+    model.train()
+    g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout: same masks after a resume
+    n = len(labels)
+    perm = torch.randperm(n, generator=g)
+    steps_per_epoch = n // cfg.batch_size  # drop the last partial batch
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
+    aug = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.augment.items()})
+    loss_sum, correct, seen = 0.0, 0, 0
+    start = time.perf_counter()
+    bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+               disable=not cfg.progress, mininterval=5.0, file=sys.stderr)
+    lr = cfg.lr
+    for i in bar:
+        step = epoch * steps_per_epoch + i
+        lr = lr_at(step, total_steps, warmup_steps, cfg.lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        idx = perm[i * cfg.batch_size: (i + 1) * cfg.batch_size]
+        x = augment_batch(to_model_input(images[idx]), aug, g)  # (B, 1, 48, 48)
+        y = labels[idx]
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        logits = step_model(x)  # (B, K)
+        loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model)
+        loss_sum += float(loss.detach()) * len(y)
+        correct += int((logits.detach().argmax(1) == y).sum())
+        seen += len(y)
+        if i % 20 == 0:
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", lr=f"{lr:.4f}")
+    seconds = time.perf_counter() - start
+    return {
+        "epoch": epoch + 1,
+        "train_loss": loss_sum / max(seen, 1),
+        "train_accuracy": correct / max(seen, 1),
+        "lr": lr,
+        "seconds": seconds,
+        "samples_per_s": seen / max(seconds, 1e-9),
+    }
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    images: torch.Tensor | np.ndarray,
+    labels: torch.Tensor | np.ndarray,
+    batch_size: int = 512,
+    device: torch.device = CPU,
+) -> dict:
+    """Loss and accuracy on held-out faces (no augmentation).
+
+    Args:
+        images: ``uint8 (N, 48, 48)``; labels: ``int (N,)``.
+
+    Returns:
+        ``{"loss": mean cross-entropy (nats), "accuracy": share correct in [0, 1], "n"}``.
+    """
+    was_training = model.training
+    model.eval()
+    labels_t = torch.as_tensor(labels, dtype=torch.int64)
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(labels_t), batch_size):
+        x = to_model_input(images[i: i + batch_size]).to(device)
+        y = labels_t[i: i + batch_size].to(device)
+        logits = model(x)
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+    model.train(was_training)
+    n = len(labels_t)
+    return {"loss": loss_sum / max(n, 1), "accuracy": correct / max(n, 1), "n": n}
+
+
+def hardware_info(device: torch.device | None = None) -> dict:
+    """What the run ran on: CPU, cores, torch threads and version, GPU name if any."""
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device) if device is not None else "cpu",
+    }
+    if device is not None and device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _atomic_torch_save(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _write_history(history: list[dict], path: Path) -> None:
+    if not history:
+        return
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)
+    os.replace(tmp, path)
+
+
+def _load_data(cfg: TrainConfig) -> FERDataset:
+    ds = load_dataset(cfg.data)
+    if cfg.val_split not in ds.splits:
+        ds = ds.with_validation(cfg.val_fraction, cfg.seed, name=cfg.val_split)
+    return ds
+
+
+def main(cfg: TrainConfig, command: str | None = None) -> dict:
+    """Train (or resume) a model as configured, then evaluate and export the chosen weights.
+
+    Args:
+        cfg: the run's configuration; ``cfg.out`` holds the resumable state.
+        command: the command line that started this invocation (recorded in the model card).
+
+    Returns:
+        ``{"out", "history", "best", "finished", "checkpoint" (folder or None), "metrics"}``;
+        ``finished`` is False when ``stop_after`` ended the invocation early.
+
+    Raises:
+        fer_core.data.DatasetError: the dataset is missing or malformed.
+        ValueError: ``cfg.out`` holds a run with a different configuration.
+    """
+    t_invocation = time.perf_counter()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    device = _device(cfg)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = command or f"fer_core.train.main(TrainConfig(out={cfg.out!r}, ...))"
+
+    ds = _load_data(cfg)
+    train_x, train_y = ds.split(cfg.train_split)
+    if cfg.limit_train:
+        train_x, train_y = train_x[: cfg.limit_train], train_y[: cfg.limit_train]
+    if len(train_y) < cfg.batch_size:
+        raise ValueError(f"{len(train_y)} training rows are fewer than one batch ({cfg.batch_size})")
+    val_x, val_y = ds.split(cfg.val_split)
+    train_x_t, train_y_t = torch.from_numpy(train_x), torch.from_numpy(train_y)
+
+    model_args = {"num_classes": len(EMOTIONS), **cfg.model_args}
+    model = build_model(cfg.arch, **model_args)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.to(device)
+    optimizer = make_optimizer(model, cfg)
+    ema = (
+        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        if cfg.ema_decay > 0 else None
+    )
+
+    history: list[dict] = []
+    best: dict = {"val_accuracy": -1.0}
+    commands: list[str] = []
+    elapsed_before = 0.0
+    start_epoch = 0
+    state_path = out / STATE_FILE
+    frozen = json.loads(json.dumps(cfg.to_dict()))  # as stored (tuples become lists)
+    # Options that may change between invocations of one run; every other one must match.
+    free = ("stop_after", "export", "name", "progress", "threads", "compile", "device", "data")
+    resume_keys = [k for k in frozen if k not in free]
+    if state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        old = json.loads(state["config"])
+        changed = [k for k in resume_keys if old.get(k) != frozen.get(k)]
+        if changed:
+            raise ValueError(
+                f"{out} holds a run with a different configuration ({', '.join(changed)}); "
+                "use another --out or delete that folder"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        history = json.loads(state["history"])
+        best = json.loads(state["best"])
+        commands = json.loads(state["commands"])
+        elapsed_before = float(state["elapsed_s"])
+        start_epoch = int(state["epoch"])
+        print(f"resuming {out} after epoch {start_epoch}", file=sys.stderr)
+    commands.append(command)
+
+    step_model: torch.nn.Module = torch.compile(model) if cfg.compile else model
+    epochs_this_run = 0
+    for epoch in range(start_epoch, cfg.epochs):
+        if cfg.stop_after is not None and epochs_this_run >= cfg.stop_after:
+            break
+        row = train_one_epoch(model, step_model, optimizer, train_x_t, train_y_t, cfg, epoch, ema, device)
+        val = evaluate(model, val_x, val_y, device=device)
+        row.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+        candidates = {"raw": (val["accuracy"], model)}
+        if ema is not None:
+            val_ema = evaluate(ema.module, val_x, val_y, device=device)
+            row.update(val_loss_ema=val_ema["loss"], val_accuracy_ema=val_ema["accuracy"])
+            candidates["ema"] = (val_ema["accuracy"], ema.module)
+        which, (acc, chosen) = max(candidates.items(), key=lambda kv: kv[1][0])
+        if acc > best["val_accuracy"]:
+            best = {"val_accuracy": acc, "epoch": epoch + 1, "weights": which}
+            save_file({k: v.detach().cpu().contiguous() for k, v in chosen.state_dict().items()},
+                      str(out / "best.safetensors.tmp"))
+            os.replace(out / "best.safetensors.tmp", out / "best.safetensors")
+        history.append(row)
+        epochs_this_run += 1
+        elapsed = elapsed_before + time.perf_counter() - t_invocation
+        _atomic_torch_save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "ema": ema.state_dict() if ema is not None else {},
+                "epoch": epoch + 1,
+                "history": json.dumps(history),
+                "best": json.dumps(best),
+                "commands": json.dumps(commands),
+                "config": json.dumps(frozen),
+                "elapsed_s": elapsed,
+            },
+            state_path,
+        )
+        _write_history(history, out / HISTORY_FILE)
+        print(
+            f"epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} "
+            f"| {cfg.val_split} acc {row['val_accuracy']:.4f}"
+            + (f" ema {row['val_accuracy_ema']:.4f}" if ema is not None else "")
+            + f" | {row['samples_per_s']:.0f} samples/s, {row['seconds']:.0f} s",
+            file=sys.stderr, flush=True,
+        )
+    finished = len(history) >= cfg.epochs
+    result = {"out": str(out), "history": history, "best": best, "finished": finished,
+              "checkpoint": None, "metrics": None}
+    if not finished:
+        return result
+
+    # Final evaluation: PublicTest (selection split) and, once, the test split, for the chosen weights.
+    final = build_model(cfg.arch, **model_args)
+    final.load_state_dict(load_file(str(out / "best.safetensors")))
+    final.eval()
+    metrics = {cfg.val_split: evaluate_split(final, ds, cfg.val_split)}
+    if cfg.test_split in ds.splits:
+        metrics[cfg.test_split] = evaluate_split(final, ds, cfg.test_split)
+    total_elapsed = elapsed_before + time.perf_counter() - t_invocation
+    if state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        total_elapsed = float(state["elapsed_s"])
+    card = {
+        "name": cfg.name or (Path(cfg.export).name if cfg.export else out.name),
+        "arch": cfg.arch,
+        "model_args": model_args,
+        "parameters": count_parameters(final),
+        "macs": count_macs(final),
+        "classes": list(EMOTIONS),
+        "label_set": "fer2013",
+        "preprocessing": preprocessing_spec(MEAN, STD),
+        "config": frozen,
+        "data": {
+            "source": Path(ds.source).name,
+            "format": ds.format,
+            "sha256": ds.sha256,
+            "train_split": cfg.train_split,
+            "val_split": cfg.val_split,
+            "test_split": cfg.test_split,
+            "rows": {s: int((ds.usage == s).sum()) for s in ds.splits},
+            "train_rows_used": len(train_y),
+        },
+        "selection": {"split": cfg.val_split, "metric": "accuracy", **best},
+        "metrics": metrics,
+        "privacy": {"private": False, "epsilon": None, "delta": None,
+                    "note": "trained without differential privacy"},
+        "command": commands[0],
+        "resumed_with": commands[1:],
+        "wall_time_s": round(total_elapsed, 1),
+        "hardware": hardware_info(device),
+        "fer_core_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    result["metrics"] = metrics
+    if cfg.export:
+        save_checkpoint(cfg.export, final, card)
+        _write_history(history, Path(cfg.export) / HISTORY_FILE)
+        result["checkpoint"] = cfg.export
+    (out / "final_card.json").write_text(json.dumps(card, indent=2) + "\n")
+    return result

@@ -1,0 +1,38 @@
+"""Models: every shipped checkpoint's model card, metrics and training curves."""
+
+import pandas as pd
+import streamlit as st
+
+from fer_core.app_support import available_checkpoints
+from fer_core.model_cards import history_rows, summary_rows
+from fer_core.plots import confusion_matrix_figure, history_figure
+
+st.title("Models")
+cards = available_checkpoints()
+if not cards:
+    st.info("No checkpoint found in `checkpoints/`.")
+    st.stop()
+
+st.dataframe(pd.DataFrame(summary_rows(cards.values())), hide_index=True, use_container_width=True)
+
+path = st.session_state.get("checkpoint") or next(iter(cards))
+card = cards.get(path) or next(iter(cards.values()))
+st.subheader(f"`{card['name']}`")
+metrics = card.get("metrics", {})
+test = metrics.get("PrivateTest")
+if test:
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("PrivateTest accuracy", f"{100 * test['accuracy']:.2f}%")
+    c2.metric("macro-F1", f"{100 * test['macro_f1']:.2f}%")
+    c3.metric("dedup accuracy", f"{100 * test.get('accuracy_dedup', float('nan')):.2f}%")
+    c4.metric("ECE", f"{100 * test['ece']:.2f}%")
+    st.plotly_chart(
+        confusion_matrix_figure(test["confusion_matrix"], test["classes"], "PrivateTest confusion matrix"),
+        use_container_width=True,
+    )
+    st.dataframe(pd.DataFrame(test["per_class"]).T, use_container_width=True)
+hist = history_rows(path)
+if hist:
+    st.plotly_chart(history_figure(hist, "Training curves"), use_container_width=True)
+with st.expander("Full model card (JSON)"):
+    st.json(card)

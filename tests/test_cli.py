@@ -1,0 +1,108 @@
+"""The command line, run as a user would (``python -m fer_core ...`` in a subprocess)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, TINY_RESNET, make_faces, write_npz
+
+from fer_core import EMOTIONS
+from fer_core.checkpoints import save_checkpoint
+from fer_core.models import build_model
+from fer_core.preprocess import preprocessing_spec
+
+
+def run(*args, env=None):
+    e = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "fer_core", *args], capture_output=True, text=True, cwd=REPO,
+                          env=e, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ck") / "tiny"
+    torch.manual_seed(0)
+    card = {"name": "tiny", "arch": "resnet", "model_args": TINY_RESNET, "classes": list(EMOTIONS),
+            "preprocessing": preprocessing_spec(), "privacy": {"private": False}}
+    save_checkpoint(d, build_model("resnet", **TINY_RESNET), card)
+    return d
+
+
+@pytest.mark.parametrize("cmd", ["train", "evaluate", "predict", "compare-archs", "report"])
+def test_help(cmd):
+    r = run(cmd, "--help")
+    assert r.returncode == 0 and "usage: python -m fer_core " + cmd in r.stdout
+
+
+def test_evaluate_json_on_split_npz(tiny_ckpt, tmp_path):
+    data = write_npz(tmp_path / "d.npz")
+    r = run("evaluate", "--checkpoint", str(tiny_ckpt), "--data", str(data), "--split", "PublicTest", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["n"] == 64 and out["split"] == "PublicTest"
+    assert {"accuracy", "macro_f1", "per_class", "confusion_matrix", "accuracy_dedup", "ece"} <= set(out)
+    assert 0 <= out["accuracy"] <= 1
+    assert sum(map(sum, out["confusion_matrix"])) == 64
+
+
+def test_evaluate_generic_npz_all_rows_and_present_classes(tiny_ckpt, tmp_path):
+    images, labels = make_faces(30, classes=3)  # only classes 0, 1, 2
+    labels[:4] = -1
+    np.savez(tmp_path / "g.npz", images=images, label=labels)
+    r = run("evaluate", "--checkpoint", str(tiny_ckpt), "--data", str(tmp_path / "g.npz"), "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["n"] == 26 and out["classes"] == ["angry", "disgust", "fear"]
+    assert np.array(out["confusion_matrix"]).shape == (3, 3)
+
+
+def test_evaluate_human_readable(tiny_ckpt, tmp_path):
+    r = run("evaluate", "--checkpoint", str(tiny_ckpt), "--data", str(write_npz(tmp_path / "d.npz")))
+    assert r.returncode == 0 and "accuracy" in r.stdout and "neutral" in r.stdout
+
+
+def test_missing_dataset_is_one_clear_line(tiny_ckpt, tmp_path):
+    r = run("evaluate", "--checkpoint", str(tiny_ckpt), "--data", str(tmp_path / "none.npz"))
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "dataset not found" in r.stderr and "Traceback" not in r.stderr
+    r = run("evaluate", "--checkpoint", str(tiny_ckpt), env={"FER_DATA": str(tmp_path / "none.npz")})
+    assert r.returncode == 2 and "none.npz" in r.stderr
+
+
+def test_corrupt_checkpoint_is_one_clear_line(tiny_ckpt, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "model.json").write_text((tiny_ckpt / "model.json").read_text())
+    (bad / "model.safetensors").write_bytes(b"garbage")
+    r = run("evaluate", "--checkpoint", str(bad), "--data", str(write_npz(tmp_path / "d.npz")))
+    assert r.returncode == 2 and "corrupt" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_predict_face_images(tiny_ckpt, tmp_path):
+    images, _ = make_faces(2)
+    cv2.imwrite(str(tmp_path / "a.png"), images[0])
+    rgb = cv2.resize(cv2.cvtColor(images[1], cv2.COLOR_GRAY2BGR), (96, 96))
+    cv2.imwrite(str(tmp_path / "b.jpg"), rgb)
+    r = run("predict", str(tmp_path / "a.png"), str(tmp_path / "b.jpg"), "--checkpoint", str(tiny_ckpt), "--json")
+    assert r.returncode == 0, r.stderr
+    recs = json.loads(r.stdout)
+    assert [rec["image"] for rec in recs] == [str(tmp_path / "a.png"), str(tmp_path / "b.jpg")]
+    for rec in recs:
+        assert rec["label"] in EMOTIONS and sum(rec["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+        assert rec["negative"] == (rec["label"] in {"angry", "disgust", "fear", "sad"})
+
+
+def test_predict_bad_file_exits_nonzero_without_traceback(tiny_ckpt, tmp_path):
+    (tmp_path / "fake.jpg").write_text("this is text, not a JPEG")
+    r = run("predict", str(tmp_path / "fake.jpg"), "--checkpoint", str(tiny_ckpt))
+    assert r.returncode == 2 and "not an image" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_train_cli_bad_model_args(tmp_path):
+    r = run("train", "--out", str(tmp_path / "r"), "--model-args", "{oops")
+    assert r.returncode != 0 and "not valid JSON" in r.stderr
