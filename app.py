@@ -12,6 +12,8 @@ st.set_page_config(page_title="Private FER", page_icon=":performing_arts:", layo
 
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/photo.py", title="Photo", icon=":material/photo_camera:"),
+    st.Page("pages/video.py", title="Video", icon=":material/movie:"),
     st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
 ]
 nav = st.navigation(pages)

@@ -18,6 +18,14 @@ from fer_core.checkpoints import (
 )
 
 
+@st.cache_resource(show_spinner="Loading face detector…")
+def cached_detector(kind: str = "yunet"):
+    """A shared :class:`fer_core.detect.FaceDetector` (thread-safe), created once per process."""
+    from fer_core.detect import FaceDetector
+
+    return FaceDetector(kind)
+
+
 @st.cache_resource(show_spinner="Loading model…")
 def cached_checkpoint(path: str) -> Checkpoint:
     """The checkpoint at ``path``, loaded once per server process (shared, read-only)."""
@@ -25,6 +33,17 @@ def cached_checkpoint(path: str) -> Checkpoint:
 
     torch.set_num_threads(1)  # the server shares the CPU with other sessions
     return load_checkpoint(path)
+
+
+def selected_checkpoint() -> Checkpoint | None:
+    """The model chosen in the sidebar (loaded and cached), or None if no checkpoint is shipped."""
+    path = st.session_state.get("checkpoint")
+    if path is None:
+        paths = list(available_checkpoints())
+        if not paths:
+            return None
+        path = next((p for p in paths if p.endswith(DEFAULT_CHECKPOINT)), paths[0])
+    return cached_checkpoint(path)
 
 
 def checkpoint_label(card: dict) -> str:

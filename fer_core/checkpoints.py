@@ -29,6 +29,7 @@ CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_CHECKPOINT = "fer2013_resnet"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model.json"
+HISTORY_FILE = "history.csv"  # per-epoch training curves, beside the card
 CARD_VERSION = 1
 
 
@@ -155,7 +156,9 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
         model = build_model(card["arch"], **card["model_args"])
         model.load_state_dict(state, strict=True)
     except (ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{weights} does not match the card's architecture ({exc})") from exc
+        detail = " ".join(str(exc).split())
+        detail = detail if len(detail) <= 300 else detail[:300] + "…"
+        raise CheckpointError(f"{weights} does not match the card's architecture ({detail})") from exc
     model = model.to(memory_format=torch.channels_last)  # ~30% faster convolutions on CPU
     model.eval()
     for p in model.parameters():

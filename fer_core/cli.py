@@ -10,6 +10,7 @@ import argparse
 import json
 import shlex
 import sys
+from pathlib import Path
 
 from fer_core.checkpoints import CheckpointError
 from fer_core.data import DatasetError
@@ -146,45 +147,100 @@ def _run_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".webm", ".mkv", ".m4v"}
+
+
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
-        help="emotion of face images (crops of one face each, e.g. 48x48 FER2013 faces)",
-        description="Classify images that each show one cropped face (any size or colour mode; "
-        "converted to 48x48 grayscale). Prints one record per image.",
+        help="emotion of every face in photos and videos",
+        description="Detect every face in each photo or video, classify its emotion and print one record "
+        "per face (JSON: file, box [x, y, w, h], label, confidence, probabilities, negative; videos add "
+        "t, frame and track). Inputs are read into memory; nothing is written unless --blur is given.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("images", nargs="+", help="face image files")
-    p.add_argument("--checkpoint", help="checkpoint folder or name (default: the shipped default model)")
+    p.add_argument("inputs", nargs="+", metavar="PHOTO_OR_VIDEO", help="image or video files")
+    p.add_argument("--checkpoint", help="checkpoint folder or name (default: the shipped model)")
     p.add_argument("--json", action="store_true", help="print a JSON list of records")
+    p.add_argument("--blur", metavar="OUT",
+                   help="also write the annotated output with faces blurred: a file for one input, else a folder")
+    p.add_argument("--detector", default="yunet", choices=["yunet", "haar"])
+    p.add_argument("--every", type=int, default=5, help="videos: analyse every n-th frame")
+    p.add_argument("--faces", action="store_true", help="inputs are already cropped faces (no detection)")
+
+
+def _blur_target(out: str, src: str, n_inputs: int, suffix: str) -> Path:
+    if n_inputs == 1 and Path(out).suffix:
+        return Path(out)
+    d = Path(out)
+    d.mkdir(parents=True, exist_ok=True)
+    return d / f"{Path(src).stem}_blurred{suffix}"
 
 
 def _run_predict(a: argparse.Namespace) -> int:
     import numpy as np
 
     from fer_core.checkpoints import load_checkpoint
-    from fer_core.images import ImageError
-    from fer_core.infer import classify_faces, load_face_image
+    from fer_core.images import ImageError, encode_png
 
     ckpt = load_checkpoint(a.checkpoint)
-    faces, names, failed = [], [], 0
-    for path in a.images:
-        try:
-            faces.append(load_face_image(path))
-            names.append(path)
-        except ImageError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            failed += 1
-    records = []
-    if faces:
-        for path, rec in zip(names, classify_faces(ckpt, np.stack(faces)), strict=True):
-            records.append({"image": path, **rec})
+    records: list[dict] = []
+    failed = 0
+    if a.faces:
+        from fer_core.infer import classify_faces, load_face_image
+
+        faces, names = [], []
+        for path in a.inputs:
+            try:
+                faces.append(load_face_image(path))
+                names.append(path)
+            except ImageError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                failed += 1
+        if faces:
+            records = [{"file": n, **r} for n, r in zip(names, classify_faces(ckpt, np.stack(faces)), strict=True)]
+    else:
+        from fer_core.detect import FaceDetector
+        from fer_core.infer import analyze_photo
+        from fer_core.video import VideoError, analyze_video
+
+        detector = FaceDetector(a.detector)
+        for path in a.inputs:
+            p = Path(path)
+            if not p.is_file():
+                print(f"error: {path}: no such file", file=sys.stderr)
+                failed += 1
+                continue
+            data = p.read_bytes()
+            if p.suffix.lower() in VIDEO_SUFFIXES:
+                try:
+                    res = analyze_video(data, ckpt, detector, every_n=a.every, blur=True, encode=bool(a.blur))
+                except VideoError as exc:
+                    print(f"error: {path}: {exc}", file=sys.stderr)
+                    failed += 1
+                    continue
+                records += [{"file": path, **{k: v for k, v in r.items() if not k.startswith("p_")},
+                             "probabilities": {k[2:]: v for k, v in r.items() if k.startswith("p_")}}
+                            for r in res.timeline]
+                if a.blur and res.video:
+                    _blur_target(a.blur, path, len(a.inputs), ".mp4").write_bytes(res.video)
+                continue
+            photo = analyze_photo(data, path, ckpt, detector, blur=True)
+            if photo.error:
+                print(f"error: {photo.error}", file=sys.stderr)
+                failed += 1
+                continue
+            records += [{"file": path, **{k: v for k, v in r.items() if k != "landmarks"}} for r in photo.records]
+            if a.blur:
+                _blur_target(a.blur, path, len(a.inputs), ".png").write_bytes(encode_png(photo.annotated))
     if a.json:
         print(json.dumps(records, indent=2))
     else:
         for r in records:
+            where = f" t={r['t']:.2f}s" if "t" in r else ""
+            box = f" box={r['box']}" if "box" in r else ""
             flag = "  (negative)" if r["negative"] else ""
-            print(f"{r['image']}: {r['label']} {r['confidence']:.2f}{flag}")
+            print(f"{r['file']}{where}{box}: {r['label']} {r['confidence']:.2f}{flag}")
     return 2 if failed else 0
 
 

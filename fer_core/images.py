@@ -61,10 +61,26 @@ def load_image(src: ImageSource, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         max_pixels: refuse images with more pixels than this.
 
     Returns:
-        ``uint8 (H, W, 3)`` RGB array.
+        ``uint8 (H, W, 3)`` RGB array at full resolution.
 
     Raises:
         ImageError: not an image, truncated/corrupt, empty, or larger than ``max_pixels``.
+    """
+    return decode_image(src, max_pixels)[0]
+
+
+def decode_image(
+    src: ImageSource, max_pixels: int = MAX_PIXELS, max_side: int | None = None
+) -> tuple[np.ndarray, float]:
+    """Like :func:`load_image`, but a JPEG whose longer side exceeds ``max_side`` is decoded at a reduced
+    scale (libjpeg's DCT scaling, ``Image.draft``: 1/2, 1/4 or 1/8), which is several times faster.
+
+    Returns:
+        ``(rgb uint8 (h, w, 3), scale)``: ``scale`` = decoded size / original size (1.0 when not
+        reduced); multiply original pixel coordinates by it to get decoded ones.
+
+    Raises:
+        ImageError: as :func:`load_image`.
     """
     if isinstance(src, np.ndarray):
         a = src
@@ -74,24 +90,30 @@ def load_image(src: ImageSource, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             a = np.repeat(a[:, :, None], 3, axis=2)
         if a.ndim != 3 or a.shape[2] not in (3, 4) or a.shape[0] == 0 or a.shape[1] == 0:
             raise ImageError(f"array image has shape {a.shape}; expected (H, W), (H, W, 3) or (H, W, 4)")
-        return np.ascontiguousarray(a[:, :, :3])
+        return np.ascontiguousarray(a[:, :, :3]), 1.0
     where = _describe(src)
     try:
-        if isinstance(src, Image.Image):
-            img = src
-        elif isinstance(src, (bytes, bytearray)):
-            img = Image.open(io.BytesIO(bytes(src)))
-        else:
-            img = Image.open(src)
-        w, h = img.size
-        if w * h > max_pixels:
-            raise ImageError(f"{where}: {w}x{h} = {w * h / 1e6:.0f} MP is over the {max_pixels / 1e6:.0f} MP limit")
-        if w == 0 or h == 0:
-            raise ImageError(f"{where}: empty image ({w}x{h})")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            if isinstance(src, Image.Image):
+                img = src
+            elif isinstance(src, (bytes, bytearray)):
+                img = Image.open(io.BytesIO(bytes(src)))
+            else:
+                img = Image.open(src)
+            w, h = img.size
+            if w * h > max_pixels:
+                raise ImageError(
+                    f"{where}: {w}x{h} = {w * h / 1e6:.0f} MP is over the {max_pixels / 1e6:.0f} MP limit"
+                )
+            if w == 0 or h == 0:
+                raise ImageError(f"{where}: empty image ({w}x{h})")
+            if max_side and max(w, h) > max_side and img.format == "JPEG":
+                f = max_side / max(w, h)
+                img.draft("RGB", (max(1, int(w * f)), max(1, int(h * f))))
             img.load()
-            return _pil_to_rgb(img)
+            scale = img.size[0] / w
+            return _pil_to_rgb(img), scale
     except ImageError:
         raise
     except FileNotFoundError as exc:
@@ -120,3 +142,10 @@ def face_to_48(gray: np.ndarray) -> np.ndarray:
         return gray
     interp = cv2.INTER_AREA if min(gray.shape) >= 48 else cv2.INTER_LINEAR
     return cv2.resize(gray, (48, 48), interpolation=interp)
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """PNG bytes of a ``uint8 (H, W, 3)`` RGB image, encoded in memory (for downloads)."""
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,17 +1,72 @@
-"""Classifying faces with a loaded checkpoint.
+"""Inference: image -> faces -> aligned 48x48 crops -> the model's preprocessing -> emotions.
 
-:func:`classify_faces` takes aligned grayscale face crops (what FER2013 holds) and returns one
-record per face; the photo pipeline (detection, cropping, alignment) builds on it.
+:func:`analyze_image` runs the whole pipeline on a photo; :func:`classify_faces` classifies crops
+that are already aligned (what FER2013 holds). Alignment maps the detector's five landmarks onto
+where they sit, on average, in FER2013 faces (measured by running YuNet on 600 upscaled Training
+faces), with a similarity transform (``cv2.estimateAffinePartial2D``); without landmarks (Haar) the
+box is mapped onto FER2013's average face box. Everything happens in memory.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
 import numpy as np
 
 from fer_core import NEGATIVE_EMOTIONS
 from fer_core.checkpoints import Checkpoint
+from fer_core.detect import Face, FaceDetector
 from fer_core.evaluate import predict_proba
-from fer_core.images import ImageSource, face_to_48, load_image, rgb_to_gray
+from fer_core.images import ImageSource, decode_image, face_to_48, load_image, rgb_to_gray
+
+SAMPLE_PHOTO = Path(__file__).resolve().parent / "assets" / "astronaut.jpg"
+
+#: Median YuNet landmarks on FER2013 Training faces, in 48x48 pixels: right eye, left eye, nose tip,
+#: right and left mouth corner.
+FER_LANDMARKS = np.array(
+    [[15.1, 18.3], [32.2, 18.2], [23.4, 28.5], [16.8, 35.4], [30.6, 35.7]], dtype=np.float32
+)
+#: Median YuNet box on FER2013 faces, (x, y, w, h) in 48x48 pixels.
+FER_BOX = (5.25, -1.25, 37.0, 48.1)
+_WORK = 4  # crops are warped at 4x (192 px) and then area-downsampled to 48 px
+
+
+def align_face(gray: np.ndarray, face: Face) -> np.ndarray:
+    """Crop and align one face like FER2013's faces.
+
+    Args:
+        gray: ``uint8 (H, W)`` grayscale image.
+        face: detection in that image's pixels.
+
+    Returns:
+        ``uint8 (48, 48)`` face crop.
+    """
+    x, y, w, h = face.box
+    if face.landmarks is not None:
+        src = face.landmarks.astype(np.float32)
+        m, _ = cv2.estimateAffinePartial2D(src, FER_LANDMARKS * _WORK, method=cv2.LMEDS)
+    else:
+        m = None
+    if m is None:  # no landmarks, or degenerate ones: map the box onto FER2013's average box
+        bx, by, bw, bh = FER_BOX
+        s = _WORK * bw / max(w, 1)
+        m = np.array([[s, 0, _WORK * bx - s * x], [0, s, _WORK * by - s * y]], dtype=np.float64)
+    scale = float(np.hypot(m[0, 0], m[0, 1]))
+    src_img = gray
+    if scale < 0.5:  # shrink first with area interpolation so the warp does not alias
+        f = min(1.0, 2.0 * scale)
+        src_img = cv2.resize(gray, (max(1, round(gray.shape[1] * f)), max(1, round(gray.shape[0] * f))),
+                             interpolation=cv2.INTER_AREA)
+        m = m.copy()
+        m[:, :2] /= f
+    work = cv2.warpAffine(src_img, m, (48 * _WORK, 48 * _WORK), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+    return cv2.resize(work, (48, 48), interpolation=cv2.INTER_AREA)
 
 
 def classify_faces(checkpoint: Checkpoint, faces: np.ndarray, batch_size: int = 64) -> list[dict]:
@@ -57,3 +112,147 @@ def load_face_image(src: ImageSource) -> np.ndarray:
         fer_core.images.ImageError: not a readable image.
     """
     return face_to_48(rgb_to_gray(load_image(src)))
+
+
+#: Photos are decoded with their longer side reduced towards (never below) this many pixels where the format allows
+#: it cheaply (JPEG); faces stay far larger than the 48x48 crops the model sees.
+DECODE_MAX_SIDE = 1600
+
+
+def _analyze_rgb(rgb: np.ndarray, checkpoint: Checkpoint, detector: FaceDetector, max_faces: int) -> list[dict]:
+    faces = detector.detect(rgb)[:max_faces]
+    if not faces:
+        return []
+    gray = rgb_to_gray(rgb)
+    crops = np.stack([align_face(gray, f) for f in faces])  # (N, 48, 48)
+    records = classify_faces(checkpoint, crops)
+    return [
+        {"box": list(f.box), "score": f.score,
+         "landmarks": None if f.landmarks is None else f.landmarks.round(1).tolist(), **r}
+        for f, r in zip(faces, records, strict=True)
+    ]
+
+
+def _rescale(records: list[dict], factor: float) -> list[dict]:
+    """Records with boxes and landmarks multiplied by ``factor`` (new dicts)."""
+    if factor == 1.0:
+        return [dict(r) for r in records]
+    out = []
+    for r in records:
+        r = dict(r)
+        r["box"] = [int(round(v * factor)) for v in r["box"]]
+        if r.get("landmarks") is not None:
+            r["landmarks"] = [[round(x * factor, 1), round(y * factor, 1)] for x, y in r["landmarks"]]
+        out.append(r)
+    return out
+
+
+def analyze_image(
+    image: ImageSource | np.ndarray,
+    checkpoint: Checkpoint,
+    detector: FaceDetector,
+    max_faces: int = 100,
+) -> list[dict]:
+    """Every face in a photo with its emotion.
+
+    Args:
+        image: path, bytes, file object, PIL image or ``uint8 (H, W, 3)`` RGB array.
+        checkpoint: the emotion model.
+        detector: a :class:`fer_core.detect.FaceDetector`.
+        max_faces: classify at most this many faces (the largest).
+
+    Returns:
+        One dict per face, largest first: ``box`` ([x, y, w, h] in the original image's pixels),
+        ``score`` (detector), ``landmarks`` (5x[x, y] or None) and :func:`classify_faces`'s fields.
+
+    Raises:
+        fer_core.images.ImageError: the image cannot be decoded or is too large.
+    """
+    rgb, scale = decode_image(image, max_side=DECODE_MAX_SIDE)
+    return _rescale(_analyze_rgb(rgb, checkpoint, detector, max_faces), 1.0 / scale)
+
+
+@dataclass
+class PhotoResult:
+    """What the Photo page shows for one image.
+
+    Attributes:
+        name: the file name given by the user.
+        records: one dict per face (see :func:`analyze_image`); empty if no face or on error.
+        annotated: ``uint8 (H, W, 3)`` RGB image with boxes and labels (faces blurred if asked), or
+            None on error.
+        error: a one-line message when the image could not be read, else None.
+    """
+
+    name: str
+    records: list[dict] = field(default_factory=list)
+    annotated: np.ndarray | None = None
+    error: str | None = None
+
+    @property
+    def negative_faces(self) -> list[int]:
+        """1-based numbers of the faces whose emotion is negative."""
+        return [i + 1 for i, r in enumerate(self.records) if r["negative"]]
+
+
+def analyze_photo(data: ImageSource, name: str, checkpoint: Checkpoint, detector: FaceDetector,
+                  blur: bool = False) -> PhotoResult:
+    """Decode, detect, classify and annotate one user photo, in memory; never raises on bad input.
+
+    Args:
+        data: the uploaded bytes (or any :data:`fer_core.images.ImageSource`).
+        name: file name, for messages.
+        blur: blur the faces in the annotated image.
+
+    Returns:
+        :class:`PhotoResult`; ``error`` says what was wrong with an unreadable image.
+    """
+    from fer_core.images import ImageError
+    from fer_core.overlay import annotate
+
+    try:
+        rgb, scale = decode_image(data, max_side=DECODE_MAX_SIDE)
+    except ImageError as exc:
+        return PhotoResult(name=name, error=str(exc).replace("<", "").replace(">", ""))
+    records = _analyze_rgb(rgb, checkpoint, detector, max_faces=100)
+    for i, r in enumerate(records):
+        r["face"] = i + 1
+    annotated = annotate(rgb, records, blur=blur)  # drawn at the decoded size
+    return PhotoResult(name=name, records=_rescale(records, 1.0 / scale), annotated=annotated)
+
+
+EXPORT_FIELDS = ("image", "face", "label", "confidence", "negative", "x", "y", "w", "h", "detector_score")
+
+
+def records_to_rows(results: list[PhotoResult]) -> list[dict]:
+    """Flat rows (one per face, no image data) for CSV/JSON downloads."""
+    rows = []
+    for res in results:
+        for r in res.records:
+            x, y, w, h = r["box"]
+            row = {"image": res.name, "face": r.get("face"), "label": r["label"],
+                   "confidence": round(r["confidence"], 4), "negative": r["negative"], "x": x, "y": y, "w": w,
+                   "h": h, "detector_score": round(r["score"], 4)}
+            row.update({f"p_{k}": round(v, 4) for k, v in r["probabilities"].items()})
+            rows.append(row)
+    return rows
+
+
+def records_to_csv(results: list[PhotoResult]) -> str:
+    """CSV text of :func:`records_to_rows` (header included)."""
+    rows = records_to_rows(results)
+    buf = io.StringIO()
+    fields = list(dict.fromkeys([*EXPORT_FIELDS, *(k for r in rows for k in r)]))
+    w = csv.DictWriter(buf, fieldnames=fields)
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def records_to_json(results: list[PhotoResult]) -> str:
+    """JSON text: ``[{"image", "faces": [records without landmarks]}]``."""
+    return json.dumps(
+        [{"image": r.name, "error": r.error,
+          "faces": [{k: v for k, v in rec.items() if k != "landmarks"} for rec in r.records]} for r in results],
+        indent=2,
+    )

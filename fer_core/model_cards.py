@@ -6,7 +6,7 @@ import csv
 from collections.abc import Iterable
 from pathlib import Path
 
-from fer_core.train import HISTORY_FILE
+from fer_core.checkpoints import HISTORY_FILE
 
 
 def summary_rows(cards: Iterable[dict]) -> list[dict]:

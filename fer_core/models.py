@@ -16,6 +16,7 @@ to logits ``float32 (B, num_classes)``; global average pooling makes them accept
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -208,6 +209,24 @@ def build_model(arch: str, **kwargs: Any) -> nn.Module:
         return _REGISTRY[arch](**kwargs)
     except TypeError as exc:
         raise ValueError(f"bad arguments for architecture {arch!r}: {exc}") from exc
+
+
+def model_arguments(arch: str, **kwargs: Any) -> dict:
+    """Every constructor argument of ``arch`` (given ones, then defaults), JSON-ready (tuples as lists).
+
+    Stored in model cards so that a checkpoint rebuilds the same module even if defaults change.
+
+    Raises:
+        ValueError: unknown ``arch`` or arguments the class does not take.
+    """
+    if arch not in _REGISTRY:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    try:
+        bound = inspect.signature(_REGISTRY[arch]).bind(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"bad arguments for architecture {arch!r}: {exc}") from exc
+    bound.apply_defaults()
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in bound.arguments.items()}
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -43,3 +43,40 @@ def history_figure(history: Sequence[dict], title: str = "") -> go.Figure:
     fig.update_layout(title=title, xaxis_title="epoch", yaxis_title="accuracy", yaxis_tickformat=".0%",
                       height=380, margin={"t": 40 if title else 10})
     return fig
+
+
+def probabilities_figure(records: Sequence[dict], title: str = "") -> go.Figure:
+    """Grouped horizontal bars: each face's probability per emotion.
+
+    Args:
+        records: dicts with ``probabilities`` ({emotion: probability}) and optionally ``face``.
+    """
+    fig = go.Figure()
+    for i, r in enumerate(records):
+        names = list(r["probabilities"])
+        fig.add_trace(go.Bar(
+            y=names, x=[r["probabilities"][n] for n in names], orientation="h",
+            name=f"face {r.get('face', i + 1)}", hovertemplate="%{y}: %{x:.1%}<extra>%{fullData.name}</extra>",
+        ))
+    fig.update_layout(title=title, barmode="group", xaxis_title="probability", xaxis_tickformat=".0%",
+                      xaxis_range=[0, 1], yaxis_autorange="reversed", height=120 + 40 * 7,
+                      margin={"t": 40 if title else 10}, legend_orientation="h")
+    return fig
+
+
+def timeline_figure(timeline: Sequence[dict], emotions: Sequence[str], track: int | None = None,
+                    title: str = "") -> go.Figure:
+    """Emotion probabilities over time for one face track (or every row when ``track`` is None).
+
+    Args:
+        timeline: rows with ``t`` (seconds), ``track`` and ``p_<emotion>`` probabilities.
+        emotions: the emotions to draw (one line each).
+    """
+    rows = [r for r in timeline if track is None or r["track"] == track]
+    fig = go.Figure()
+    for e in emotions:
+        fig.add_trace(go.Scatter(x=[r["t"] for r in rows], y=[r.get(f"p_{e}", 0.0) for r in rows], mode="lines",
+                                 name=e, stackgroup="one"))
+    fig.update_layout(title=title, xaxis_title="time (s)", yaxis_title="probability", yaxis_tickformat=".0%",
+                      yaxis_range=[0, 1], height=360, margin={"t": 40 if title else 10})
+    return fig

@@ -40,15 +40,14 @@ from tqdm import tqdm
 
 from fer_core import EMOTIONS, __version__
 from fer_core.augment import AugmentConfig, augment_batch
-from fer_core.checkpoints import save_checkpoint
+from fer_core.checkpoints import HISTORY_FILE, save_checkpoint
 from fer_core.data import FERDataset, load_dataset
 from fer_core.evaluate import evaluate_split
-from fer_core.models import build_model, count_macs, count_parameters
+from fer_core.models import build_model, count_macs, count_parameters, model_arguments
 from fer_core.preprocess import MEAN, STD, preprocessing_spec, to_model_input
 
 CPU = torch.device("cpu")
 STATE_FILE = "state.pt"
-HISTORY_FILE = "history.csv"
 
 
 @dataclass
@@ -296,7 +295,7 @@ def main(cfg: TrainConfig, command: str | None = None) -> dict:
     val_x, val_y = ds.split(cfg.val_split)
     train_x_t, train_y_t = torch.from_numpy(train_x), torch.from_numpy(train_y)
 
-    model_args = {"num_classes": len(EMOTIONS), **cfg.model_args}
+    model_args = model_arguments(cfg.arch, **{"num_classes": len(EMOTIONS), **cfg.model_args})
     model = build_model(cfg.arch, **model_args)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)

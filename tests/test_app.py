@@ -36,3 +36,55 @@ def test_models_page_shows_card_metrics(app):
     assert metrics["PrivateTest accuracy"] == f"{100 * card['metrics']['PrivateTest']['accuracy']:.2f}%"
     assert len(app.get("plotly_chart")) >= 1
     assert len(app.dataframe) >= 2
+
+
+def test_photo_page_sample_photo(app):
+    app.run()
+    app.switch_page("pages/photo.py").run()
+    assert not app.exception
+    assert len(app.get("imgs")) >= 1 or len(app.get("image")) >= 1
+    assert len(app.get("plotly_chart")) == 1
+    labels = app.dataframe[0].value["label"].tolist()
+    assert len(labels) == 1
+
+
+def test_photo_page_real_upload_and_bad_file(app):
+    from fer_core.infer import SAMPLE_PHOTO
+
+    app.run()
+    app.switch_page("pages/photo.py").run()
+    up = app.get("file_uploader")[0]
+    up.set_value([("me.jpg", SAMPLE_PHOTO.read_bytes(), "image/jpeg"),
+                  ("fake.jpg", b"not an image at all", "image/jpeg")]).run()
+    assert not app.exception
+    assert [s.value for s in app.subheader] == ["me.jpg", "fake.jpg"]
+    assert any("could not be analysed" in e.value for e in app.error)
+    assert len(app.dataframe) == 1
+    assert any(b.label == "Results as CSV" for b in app.get("download_button"))
+
+
+def test_video_page_upload(app):
+    import numpy as np
+    from PIL import Image
+
+    from fer_core.images import load_image
+    from fer_core.infer import SAMPLE_PHOTO
+    from fer_core.video import encode_frames
+
+    a = Image.fromarray(load_image(SAMPLE_PHOTO)).resize((256, 256))
+    clip = encode_frames([np.asarray(a.rotate(i)) for i in range(10)], fps=10)
+    app.run()
+    app.switch_page("pages/video.py").run()
+    app.get("file_uploader")[0].set_value(("clip.mp4", clip, "video/mp4")).run()
+    assert not app.exception
+    assert "10 frames" in app.markdown[0].value or any("10 frames" in m.value for m in app.markdown)
+    assert len(app.get("video")) == 1 and len(app.get("plotly_chart")) == 1
+    assert any(m.label == "Most frequent emotion" for m in app.metric)
+
+
+def test_video_page_bad_file(app):
+    app.run()
+    app.switch_page("pages/video.py").run()
+    app.get("file_uploader")[0].set_value(("broken.mp4", b"\x00" * 1000, "video/mp4")).run()
+    assert not app.exception
+    assert any("could not be analysed" in e.value for e in app.error)

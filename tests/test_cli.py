@@ -88,19 +88,54 @@ def test_predict_face_images(tiny_ckpt, tmp_path):
     cv2.imwrite(str(tmp_path / "a.png"), images[0])
     rgb = cv2.resize(cv2.cvtColor(images[1], cv2.COLOR_GRAY2BGR), (96, 96))
     cv2.imwrite(str(tmp_path / "b.jpg"), rgb)
-    r = run("predict", str(tmp_path / "a.png"), str(tmp_path / "b.jpg"), "--checkpoint", str(tiny_ckpt), "--json")
+    r = run("predict", str(tmp_path / "a.png"), str(tmp_path / "b.jpg"), "--checkpoint", str(tiny_ckpt), "--json",
+            "--faces")
     assert r.returncode == 0, r.stderr
     recs = json.loads(r.stdout)
-    assert [rec["image"] for rec in recs] == [str(tmp_path / "a.png"), str(tmp_path / "b.jpg")]
+    assert [rec["file"] for rec in recs] == [str(tmp_path / "a.png"), str(tmp_path / "b.jpg")]
     for rec in recs:
         assert rec["label"] in EMOTIONS and sum(rec["probabilities"].values()) == pytest.approx(1, abs=1e-5)
         assert rec["negative"] == (rec["label"] in {"angry", "disgust", "fear", "sad"})
 
 
-def test_predict_bad_file_exits_nonzero_without_traceback(tiny_ckpt, tmp_path):
-    (tmp_path / "fake.jpg").write_text("this is text, not a JPEG")
-    r = run("predict", str(tmp_path / "fake.jpg"), "--checkpoint", str(tiny_ckpt))
-    assert r.returncode == 2 and "not an image" in r.stderr and "Traceback" not in r.stderr
+@pytest.mark.parametrize("name, content, message", [
+    ("fake.jpg", b"this is text, not a JPEG", "not an image"),
+    ("broken.mp4", b"\x00" * 500, "not a video"),
+    ("tiny.png", None, None),
+])
+def test_predict_bad_inputs_exit_cleanly(tiny_ckpt, tmp_path, name, content, message):
+    f = tmp_path / name
+    if content is None:
+        cv2.imwrite(str(f), np.zeros((1, 1, 3), np.uint8))  # a 1x1 image: valid, no face
+    else:
+        f.write_bytes(content)
+    r = run("predict", str(f), "--checkpoint", str(tiny_ckpt), "--json")
+    assert "Traceback" not in r.stderr
+    if message is None:
+        assert r.returncode == 0 and json.loads(r.stdout) == []
+    else:
+        assert r.returncode == 2 and message in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_predict_photo_and_video_with_blur(tiny_ckpt, tmp_path):
+    from PIL import Image
+
+    from fer_core.images import load_image
+    from fer_core.infer import SAMPLE_PHOTO
+    from fer_core.video import encode_frames
+
+    a = Image.fromarray(load_image(SAMPLE_PHOTO)).resize((256, 256))
+    (tmp_path / "clip.mp4").write_bytes(encode_frames([np.asarray(a.rotate(i)) for i in range(10)], fps=10))
+    out = tmp_path / "out"
+    r = run("predict", str(SAMPLE_PHOTO), str(tmp_path / "clip.mp4"), "--checkpoint", str(tiny_ckpt), "--json",
+            "--blur", str(out), "--every", "5")
+    assert r.returncode == 0, r.stderr
+    recs = json.loads(r.stdout)
+    assert [rec["file"] for rec in recs] == [str(SAMPLE_PHOTO)] + [str(tmp_path / "clip.mp4")] * 2
+    for rec in recs:
+        assert len(rec["box"]) == 4 and rec["label"] in EMOTIONS and set(rec["probabilities"]) == set(EMOTIONS)
+    assert [rec["t"] for rec in recs[1:]] == [0.0, 0.5]
+    assert sorted(p.name for p in out.iterdir()) == ["astronaut_blurred.png", "clip_blurred.mp4"]
 
 
 def test_train_cli_bad_model_args(tmp_path):

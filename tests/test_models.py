@@ -2,7 +2,15 @@ import pytest
 import torch
 from opacus.validators import ModuleValidator
 
-from fer_core.models import ARCHITECTURES, PlainCNN, ResNet48, build_model, count_macs, count_parameters
+from fer_core.models import (
+    ARCHITECTURES,
+    PlainCNN,
+    ResNet48,
+    build_model,
+    count_macs,
+    count_parameters,
+    model_arguments,
+)
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
@@ -52,3 +60,28 @@ def test_build_model_errors():
 def test_list_arguments_from_json_become_tuples():
     m = build_model("cnn", widths=[8, 16])
     assert isinstance(m, PlainCNN) and m(torch.randn(1, 1, 48, 48)).shape == (1, 7)
+
+
+def test_model_arguments_are_complete_and_rebuild_the_same_shapes():
+    args = model_arguments("resnet", widths=(8, 16), blocks=[1, 1])
+    assert args["widths"] == [8, 16] and args["stem"] == 32 and args["num_classes"] == 7
+    a, b = build_model("resnet", **args), build_model("resnet", widths=(8, 16), blocks=(1, 1))
+    assert [p.shape for p in a.parameters()] == [p.shape for p in b.parameters()]
+    with pytest.raises(ValueError, match="bad arguments"):
+        model_arguments("cnn", depth=3)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_opacus_computes_per_sample_gradients(arch):
+    # DP-SGD needs one gradient per example: Opacus's GradSampleModule must handle every layer.
+    from opacus import GradSampleModule
+
+    torch.manual_seed(0)
+    model = GradSampleModule(build_model(arch), loss_reduction="sum")
+    x = torch.randn(3, 1, 48, 48)
+    model(x).sum().backward()
+    for p in model.parameters():
+        assert p.grad_sample.shape == (3, *p.shape)
+    # The per-sample gradients sum to the batch gradient.
+    p = next(model.parameters())
+    torch.testing.assert_close(p.grad_sample.sum(0), p.grad, rtol=1e-4, atol=1e-5)
