@@ -320,6 +320,8 @@ def main(cfg: TrainConfig, command: str | None = None) -> dict:
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         old = json.loads(state["config"])
         changed = [k for k in resume_keys if old.get(k) != frozen.get(k)]
+        if state.get("data_sha256", ds.sha256) != ds.sha256:
+            changed.append("data (sha256 differs)")
         if changed:
             raise ValueError(
                 f"{out} holds a run with a different configuration ({', '.join(changed)}); "
@@ -369,6 +371,7 @@ def main(cfg: TrainConfig, command: str | None = None) -> dict:
                 "best": json.dumps(best),
                 "commands": json.dumps(commands),
                 "config": json.dumps(frozen),
+                "data_sha256": ds.sha256,
                 "elapsed_s": elapsed,
             },
             state_path,
@@ -395,9 +398,11 @@ def main(cfg: TrainConfig, command: str | None = None) -> dict:
     if cfg.test_split in ds.splits:
         metrics[cfg.test_split] = evaluate_split(final, ds, cfg.test_split)
     total_elapsed = elapsed_before + time.perf_counter() - t_invocation
-    if state_path.exists():
+    trained_config = frozen
+    if state_path.exists():  # the figures of the invocations that trained, not of this one
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         total_elapsed = float(state["elapsed_s"])
+        trained_config = json.loads(state["config"])
     card = {
         "name": cfg.name or (Path(cfg.export).name if cfg.export else out.name),
         "arch": cfg.arch,
@@ -407,7 +412,7 @@ def main(cfg: TrainConfig, command: str | None = None) -> dict:
         "classes": list(EMOTIONS),
         "label_set": "fer2013",
         "preprocessing": preprocessing_spec(MEAN, STD),
-        "config": frozen,
+        "config": trained_config,
         "data": {
             "source": Path(ds.source).name,
             "format": ds.format,

@@ -78,3 +78,12 @@ def test_validation_carved_when_missing(tmp_path):
     res = main(tiny_config(tmp_path, tmp_path / "train_only.npz", epochs=1, val_fraction=0.2))
     card = json.loads((tmp_path / "run" / "final_card.json").read_text())
     assert res["finished"] and card["data"]["rows"] == {"Training": 240, "PublicTest": 60}
+
+
+def test_resume_refuses_different_data(tmp_path, synthetic_npz):
+    from conftest import write_npz
+
+    main(tiny_config(tmp_path, synthetic_npz, stop_after=1))
+    other = write_npz(tmp_path / "other.npz", seed=5)
+    with pytest.raises(ValueError, match="sha256 differs"):
+        main(tiny_config(tmp_path, other))
