@@ -59,6 +59,7 @@ def _add_recipe_args(p: argparse.ArgumentParser, d) -> None:
     p.add_argument("--no-channels-last", action="store_true")
     p.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda"])
     p.add_argument("--limit-train", type=int, help="use only the first N training rows")
+    p.add_argument("--init-from", help="start from this checkpoint's weights (fine-tuning; same architecture)")
     p.add_argument("--stop-after", type=int, help="stop after N epochs in this invocation (resume later)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -71,7 +72,8 @@ def _config_from_args(a: argparse.Namespace, **overrides):
         weight_decay=a.weight_decay, warmup_epochs=a.warmup_epochs,
         label_smoothing=a.label_smoothing, ema_decay=a.ema_decay, seed=a.seed, threads=a.threads,
         compile=a.compile, channels_last=not a.no_channels_last, device=a.device,
-        limit_train=a.limit_train, stop_after=a.stop_after, progress=not a.no_progress, **overrides,
+        limit_train=a.limit_train, init_from=a.init_from, stop_after=a.stop_after, progress=not a.no_progress,
+        **overrides,
     )
 
 

@@ -78,6 +78,7 @@ class TrainConfig:
     test_split: str = "PrivateTest"
     val_fraction: float = 0.1  # carved from Training (seeded) if the data has no val_split
     limit_train: int | None = None  # use only the first N training rows (tests, smoke runs)
+    init_from: str | None = None  # start from a checkpoint's weights (fine-tuning); same arch and args
     threads: int = 0  # torch threads; 0 = leave torch's default
     compile: bool = False  # torch.compile the training step (faster on CPU after ~30 s)
     channels_last: bool = True
@@ -300,6 +301,16 @@ def main(cfg: TrainConfig, command: str | None = None) -> dict:
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.to(device)
+    if cfg.init_from:
+        from fer_core.checkpoints import load_checkpoint
+
+        init = load_checkpoint(cfg.init_from)
+        if init.card["arch"] != cfg.arch or init.card["model_args"] != model_args:
+            raise ValueError(
+                f"--init-from {cfg.init_from} is a {init.card['arch']} with {init.card['model_args']}; "
+                f"this run builds a {cfg.arch} with {model_args}"
+            )
+        model.load_state_dict(init.model.state_dict())
     optimizer = make_optimizer(model, cfg)
     ema = (
         AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
