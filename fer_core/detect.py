@@ -78,7 +78,7 @@ class FaceDetector:
         DetectorError: the model file is missing or cannot be loaded.
     """
 
-    def __init__(self, kind: str = "yunet", score_threshold: float = 0.6, max_side: int = 960,
+    def __init__(self, kind: str = "yunet", score_threshold: float = 0.6, max_side: int = 640,
                  min_size: int = 20) -> None:
         if kind not in DETECTORS:
             raise ValueError(f"unknown detector {kind!r}; choose one of {', '.join(DETECTORS)}")
