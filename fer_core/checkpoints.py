@@ -7,7 +7,8 @@ A checkpoint is a folder ``checkpoints/<name>/`` holding
 * ``model.json`` - the model card: ``arch`` and ``model_args`` (enough to rebuild the module),
   ``classes``, ``preprocessing``, the frozen training ``config``, ``data`` (file, sha256, split
   sizes), ``metrics`` (PublicTest, PrivateTest, dedup PrivateTest, per class), ``privacy``
-  (``{"private": false}`` or the DP block), ``command``, ``wall_time_s`` and ``hardware``.
+  (``{"private": false}`` or the DP block), ``history`` (per-epoch curves), ``command``,
+  ``wall_time_s`` and ``hardware``.
 
 Inspired by nanoGPT's and torchvision's checkpoints that carry their own model arguments.
 """
@@ -29,7 +30,6 @@ CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_CHECKPOINT = "fer2013_resnet"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model.json"
-HISTORY_FILE = "history.csv"  # per-epoch training curves, beside the card
 CARD_VERSION = 1
 
 
@@ -114,14 +114,6 @@ def read_card(path: str | os.PathLike | None = None) -> dict:
     if not isinstance(card, dict) or "arch" not in card or "model_args" not in card:
         raise CheckpointError(f"{card_path} lacks 'arch'/'model_args': not a fer_core model card")
     return card
-
-
-def write_card(path: str | os.PathLike, card: dict) -> None:
-    """Rewrite a checkpoint's model card atomically (e.g. to add audit results)."""
-    d = resolve(path)
-    tmp = d / (CARD_FILE + ".tmp")
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    os.replace(tmp, d / CARD_FILE)
 
 
 def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:

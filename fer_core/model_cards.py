@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable
-from pathlib import Path
-
-from fer_core.checkpoints import HISTORY_FILE
 
 
 def summary_rows(cards: Iterable[dict]) -> list[dict]:
@@ -34,10 +30,6 @@ def summary_rows(cards: Iterable[dict]) -> list[dict]:
     return rows
 
 
-def history_rows(checkpoint_dir: str | Path) -> list[dict]:
-    """Rows of a checkpoint's ``history.csv`` (values as strings), or [] if it has none."""
-    f = Path(checkpoint_dir) / HISTORY_FILE
-    if not f.is_file():
-        return []
-    with open(f, newline="") as fh:
-        return list(csv.DictReader(fh))
+def history_rows(card: dict) -> list[dict]:
+    """Per-epoch training rows of a model card (``epoch``, ``train_accuracy``, ``val_accuracy``...), or []."""
+    return list(card.get("history") or [])

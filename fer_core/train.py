@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from fer_core import EMOTIONS, __version__
 from fer_core.augment import AugmentConfig, augment_batch
-from fer_core.checkpoints import HISTORY_FILE, save_checkpoint
+from fer_core.checkpoints import save_checkpoint
 from fer_core.data import FERDataset, load_dataset
 from fer_core.evaluate import evaluate_split
 from fer_core.models import build_model, count_macs, count_parameters, model_arguments
@@ -48,6 +48,7 @@ from fer_core.preprocess import MEAN, STD, preprocessing_spec, to_model_input
 
 CPU = torch.device("cpu")
 STATE_FILE = "state.pt"
+HISTORY_FILE = "history.csv"  # in the run folder; the model card holds the same rows
 
 
 @dataclass
@@ -438,6 +439,7 @@ def main(cfg: TrainConfig, command: str | None = None) -> dict:
         "metrics": metrics,
         "privacy": {"private": False, "epsilon": None, "delta": None,
                     "note": "trained without differential privacy"},
+        "history": history,
         "command": commands[0],
         "resumed_with": commands[1:],
         "wall_time_s": round(total_elapsed, 1),
@@ -448,7 +450,6 @@ def main(cfg: TrainConfig, command: str | None = None) -> dict:
     result["metrics"] = metrics
     if cfg.export:
         save_checkpoint(cfg.export, final, card)
-        _write_history(history, Path(cfg.export) / HISTORY_FILE)
         result["checkpoint"] = cfg.export
     (out / "final_card.json").write_text(json.dumps(card, indent=2) + "\n")
     return result

@@ -31,7 +31,7 @@ if test:
         use_container_width=True,
     )
     st.dataframe(pd.DataFrame(test["per_class"]).T, use_container_width=True)
-hist = history_rows(path)
+hist = history_rows(card)
 if hist:
     st.plotly_chart(history_figure(hist, "Training curves"), use_container_width=True)
 with st.expander("Full model card (JSON)"):
