@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_core import EMOTIONS
+from fer_core.images import face_to_48, rgb_to_gray
 
 IMAGE_SIZE = 48
 SPLITS = ("Training", "PublicTest", "PrivateTest")
@@ -221,17 +222,6 @@ def load_dataset(path: str | os.PathLike | None = None) -> FERDataset:
 
 def _to_gray48(images: np.ndarray, where: str) -> np.ndarray:
     """Validate and convert an image stack to ``uint8 (N, 48, 48)``."""
-    if images.ndim == 4 and images.shape[-1] in (3, 4):
-        rgb = images[..., :3].astype(np.float32)
-        images = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        images = np.clip(np.rint(images), 0, 255)
-    elif images.ndim == 4 and images.shape[-1] == 1:
-        images = images[..., 0]
-    if images.ndim != 3:
-        raise DatasetError(
-            f"{where}: 'images' has shape {images.shape}; expected (N, H, W) grayscale "
-            "or (N, H, W, 3) RGB"
-        )
     if images.dtype != np.uint8:
         if not np.issubdtype(images.dtype, np.number) or images.size and (
             images.min() < 0 or images.max() > 255
@@ -239,13 +229,19 @@ def _to_gray48(images: np.ndarray, where: str) -> np.ndarray:
             raise DatasetError(
                 f"{where}: 'images' has dtype {images.dtype} with values outside 0..255; expected uint8"
             )
-        images = images.astype(np.uint8)
+        images = np.rint(images).astype(np.uint8)
+    if images.ndim == 4 and images.shape[-1] in (3, 4):
+        images = rgb_to_gray(images)
+    elif images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]
+    if images.ndim != 3:
+        raise DatasetError(
+            f"{where}: 'images' has shape {images.shape}; expected (N, H, W) grayscale "
+            "or (N, H, W, 3) RGB"
+        )
     if images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
-        import cv2
-
-        images = np.stack(
-            [cv2.resize(im, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA) for im in images]
-        ) if len(images) else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+        images = np.stack([face_to_48(im) for im in images]) if len(images) else np.zeros(
+            (0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     return np.ascontiguousarray(images)
 
 
@@ -333,10 +329,7 @@ def _load_csv(p: Path) -> FERDataset:
     if images.min() < 0 or images.max() > 255:
         raise DatasetError(f"{p}: 'pixels' values outside 0..255")
     images = _to_gray48(images.astype(np.uint8), str(p))
-    try:
-        labels = _check_labels(df[cols["emotion"]].to_numpy(), str(p))
-    except DatasetError:
-        raise
+    labels = _check_labels(df[cols["emotion"]].to_numpy(), str(p))
     usage = (
         df[cols["usage"]].astype(str).str.strip().to_numpy()
         if "usage" in cols else np.full(len(df), "All")
@@ -371,9 +364,7 @@ def _load_folder(root: Path) -> FERDataset:
                 if img is None:
                     unreadable.append(str(f))
                     continue
-                if img.shape != (IMAGE_SIZE, IMAGE_SIZE):
-                    img = cv2.resize(img, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
-                images.append(img)
+                images.append(face_to_48(img))
                 labels.append(label)
                 usage.append(split)
     if unreadable:

@@ -90,9 +90,9 @@ def evaluate_split(
         report["accuracy_dedup"] = sub["accuracy"]
         report["macro_f1_dedup"] = sub["macro_f1"]
         report["n_dedup"] = int(keep.sum())
-    if flip_tta:
-        probs_tta = predict_proba(model, faces, batch_size, mean, std, flip_tta=True)
-        tta = classification_report(labels, probs_tta, class_names, classes=present)
+    if flip_tta:  # the mirrored faces only; the plain probabilities are already there
+        mirrored = predict_proba(model, np.ascontiguousarray(faces[:, :, ::-1]), batch_size, mean, std)
+        tta = classification_report(labels, 0.5 * (probs + mirrored), class_names, classes=present)
         report["accuracy_flip_tta"] = tta["accuracy"]
         report["macro_f1_flip_tta"] = tta["macro_f1"]
     return report

@@ -27,13 +27,40 @@ from fer_core.images import ImageSource, decode_image, face_to_48, load_image, r
 SAMPLE_PHOTO = Path(__file__).resolve().parent / "assets" / "astronaut.jpg"
 
 #: Median YuNet landmarks on FER2013 Training faces, in 48x48 pixels: right eye, left eye, nose tip,
-#: right and left mouth corner.
+#: right and left mouth corner (from :func:`measure_landmark_template` on the first 600 Training faces;
+#: ``tests/test_infer.py`` re-measures them on the real data).
 FER_LANDMARKS = np.array(
     [[15.1, 18.3], [32.2, 18.2], [23.4, 28.5], [16.8, 35.4], [30.6, 35.7]], dtype=np.float32
 )
 #: Median YuNet box on FER2013 faces, (x, y, w, h) in 48x48 pixels.
 FER_BOX = (5.25, -1.25, 37.0, 48.1)
 _WORK = 4  # crops are warped at 4x (192 px) and then area-downsampled to 48 px
+
+
+def measure_landmark_template(faces: np.ndarray, detector: FaceDetector) -> tuple[np.ndarray, int]:
+    """Median YuNet landmarks of 48x48 faces, in 48x48 pixels.
+
+    Each face is upscaled 4x (bicubic) and padded (edge replication) so that YuNet sees it whole.
+
+    Args:
+        faces: ``uint8 (N, 48, 48)`` grayscale faces (e.g. FER2013 Training).
+        detector: a YuNet :class:`fer_core.detect.FaceDetector` (low ``score_threshold`` and
+            ``min_size`` suit these small faces).
+
+    Returns:
+        ``(float32 (5, 2) median landmarks, number of faces where one was found)``.
+    """
+    pts = []
+    for face in faces:
+        big = cv2.resize(face, (48 * _WORK, 48 * _WORK), interpolation=cv2.INTER_CUBIC)
+        pad = 48 * _WORK // 2
+        padded = cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        found = detector.detect(cv2.cvtColor(padded, cv2.COLOR_GRAY2RGB))
+        if found and found[0].landmarks is not None:
+            pts.append((found[0].landmarks - pad) / _WORK)
+    if not pts:
+        return np.full((5, 2), np.nan, np.float32), 0
+    return np.median(np.stack(pts), axis=0).astype(np.float32), len(pts)
 
 
 def align_face(gray: np.ndarray, face: Face) -> np.ndarray:

@@ -133,16 +133,7 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     pos, neg = int(labels.sum()), int((~labels).sum())
     if pos == 0 or neg == 0:
         return None
-    order = np.argsort(scores, kind="mergesort")
-    s = np.asarray(scores, np.float64)[order]
-    ranks = np.empty(len(s), np.float64)
-    i = 0
-    while i < len(s):  # average ranks over ties
-        j = i
-        while j + 1 < len(s) and s[j + 1] == s[i]:
-            j += 1
-        ranks[i: j + 1] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    r = np.empty(len(s))
-    r[order] = ranks
+    import pandas as pd
+
+    r = pd.Series(np.asarray(scores, np.float64)).rank(method="average").to_numpy()  # ties share ranks
     return float((r[labels].sum() - pos * (pos + 1) / 2.0) / (pos * neg))

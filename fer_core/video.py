@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import av
+import cv2
 import numpy as np
 
 from fer_core.checkpoints import Checkpoint
@@ -97,8 +98,6 @@ def summarize_timeline(timeline: list[dict]) -> dict:
 
 
 def _resize_for_output(rgb: np.ndarray) -> np.ndarray:
-    import cv2
-
     h, w = rgb.shape[:2]
     s = min(1.0, OUTPUT_MAX_SIDE / max(h, w))
     nw, nh = max(2, int(w * s) // 2 * 2), max(2, int(h * s) // 2 * 2)  # H.264 wants even sizes

@@ -51,6 +51,20 @@ def synthetic_npz(tmp_path: Path) -> Path:
     return write_npz(tmp_path / "synthetic.npz")
 
 
+@pytest.fixture(scope="session")
+def random_ckpt(tmp_path_factory):
+    """A loaded checkpoint of an untrained tiny ResNet (7 FER2013 classes), fixed seed."""
+    from fer_core import EMOTIONS
+    from fer_core.checkpoints import load_checkpoint, save_checkpoint
+    from fer_core.models import build_model, model_arguments
+
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("ck") / "rand"
+    args = model_arguments("resnet", **TINY_RESNET)
+    save_checkpoint(d, build_model("resnet", **args), {"arch": "resnet", "model_args": args, "classes": list(EMOTIONS)})
+    return load_checkpoint(d)
+
+
 @pytest.fixture
 def real_data() -> Path:
     if not SHARED_DATA.exists():

@@ -6,25 +6,13 @@ import zlib
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from fer_core import EMOTIONS
-from fer_core.checkpoints import load_checkpoint, save_checkpoint
 from fer_core.detect import FaceDetector
 from fer_core.images import ImageError, load_image
 from fer_core.infer import SAMPLE_PHOTO, align_face, analyze_image, analyze_photo, records_to_csv, records_to_json
-from fer_core.models import build_model, model_arguments
 from fer_core.overlay import annotate, blur_faces
-
-
-@pytest.fixture(scope="module")
-def random_ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("ck") / "rand"
-    args = model_arguments("resnet", widths=[8, 16], blocks=[1, 1], stem=8)
-    save_checkpoint(d, build_model("resnet", **args), {"arch": "resnet", "model_args": args, "classes": list(EMOTIONS)})
-    return load_checkpoint(d)
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +184,14 @@ def test_big_jpeg_is_decoded_reduced_and_boxes_map_back(astronaut, random_ckpt, 
     np.testing.assert_allclose(np.array(recs[0]["box"]) / 8, ref, atol=6)  # original (4096 px) coordinates
     res = analyze_photo(data, "big.jpg", random_ckpt, yunet)
     assert res.records[0]["box"] == recs[0]["box"] and res.annotated.shape == (2048, 2048, 3)
+
+
+@pytest.mark.realdata
+def test_fer_landmark_template_matches_the_data(real_data):
+    from fer_core.data import load_dataset
+    from fer_core.infer import FER_LANDMARKS, measure_landmark_template
+
+    faces, _ = load_dataset(real_data).split("Training")
+    template, n = measure_landmark_template(faces[:200], FaceDetector("yunet", score_threshold=0.5, min_size=10))
+    assert n > 150
+    np.testing.assert_allclose(template, FER_LANDMARKS, atol=1.0)

@@ -12,15 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from fer_core import EMOTIONS
-from fer_core.checkpoints import load_checkpoint, save_checkpoint
 from fer_core.detect import FaceDetector
 from fer_core.images import load_image
 from fer_core.infer import SAMPLE_PHOTO, analyze_photo, records_to_csv, records_to_json
-from fer_core.models import build_model, model_arguments
 from fer_core.video import analyze_video, encode_frames
 
 _WRITES: list[str] = []
@@ -73,32 +69,23 @@ class NoWrites:
         assert not changed, f"files created or modified: {changed[:10]}"
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("ck") / "rand"
-    args = model_arguments("resnet", widths=[8, 16], blocks=[1, 1], stem=8)
-    save_checkpoint(d, build_model("resnet", **args), {"arch": "resnet", "model_args": args, "classes": list(EMOTIONS)})
-    return load_checkpoint(d)
-
-
-def test_photo_pipeline_writes_nothing(ckpt):
+def test_photo_pipeline_writes_nothing(random_ckpt):
     detector = FaceDetector()
     data = SAMPLE_PHOTO.read_bytes()
-    analyze_photo(data, "warm-up.jpg", ckpt, detector)  # lazy imports happen outside the check
+    analyze_photo(data, "warm-up.jpg", random_ckpt, detector)  # lazy imports happen outside the check
     with NoWrites():
-        res = analyze_photo(data, "me.jpg", ckpt, detector, blur=True)
+        res = analyze_photo(data, "me.jpg", random_ckpt, detector, blur=True)
         records_to_csv([res]), records_to_json([res])
     assert len(res.records) == 1
 
 
-def test_video_pipeline_writes_nothing(ckpt):
+def test_video_pipeline_writes_nothing(random_ckpt):
     detector = FaceDetector()
     a = Image.fromarray(load_image(SAMPLE_PHOTO)).resize((256, 256))
     data = encode_frames([np.asarray(a.rotate(i)) for i in range(10)], fps=10)
-    analyze_video(data, ckpt, detector, every_n=5)
+    analyze_video(data, random_ckpt, detector, every_n=5)
     with NoWrites():
-        res = analyze_video(data, ckpt, detector, every_n=2, blur=True)
+        res = analyze_video(data, random_ckpt, detector, every_n=2, blur=True)
     assert res.video and len(res.timeline) == 5
 
 

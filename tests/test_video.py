@@ -5,25 +5,12 @@ import io
 import av
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from fer_core import EMOTIONS
-from fer_core.checkpoints import load_checkpoint, save_checkpoint
 from fer_core.detect import FaceDetector
 from fer_core.images import load_image
 from fer_core.infer import SAMPLE_PHOTO
-from fer_core.models import build_model, model_arguments
 from fer_core.video import VideoError, analyze_video, encode_frames, summarize_timeline
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("ck") / "rand"
-    args = model_arguments("resnet", widths=[8, 16], blocks=[1, 1], stem=8)
-    save_checkpoint(d, build_model("resnet", **args), {"arch": "resnet", "model_args": args, "classes": list(EMOTIONS)})
-    return load_checkpoint(d)
 
 
 def clip(n=12, size=320, codec="libx264", fmt="mp4"):
@@ -33,9 +20,9 @@ def clip(n=12, size=320, codec="libx264", fmt="mp4"):
 
 
 @pytest.mark.parametrize("codec, fmt", [("libx264", "mp4"), ("libvpx", "webm"), ("mpeg4", "avi")])
-def test_analyze_clip(ckpt, codec, fmt):
+def test_analyze_clip(random_ckpt, codec, fmt):
     progress = []
-    res = analyze_video(clip(codec=codec, fmt=fmt), ckpt, FaceDetector(), every_n=3, progress=progress.append)
+    res = analyze_video(clip(codec=codec, fmt=fmt), random_ckpt, FaceDetector(), every_n=3, progress=progress.append)
     assert res.frames == 12 and res.frames_analyzed == 4 and res.fps == pytest.approx(10)
     assert len(res.timeline) == 4 and {r["track"] for r in res.timeline} == {1}  # one face, one track
     assert [r["frame"] for r in res.timeline] == [0, 3, 6, 9]
@@ -60,25 +47,25 @@ def test_tracks_follow_two_faces():
     (b"", "empty"),
     (b"definitely not a video" * 50, "not a video"),
 ])
-def test_unreadable_videos(ckpt, data, message):
+def test_unreadable_videos(random_ckpt, data, message):
     with pytest.raises(VideoError, match=message):
-        analyze_video(data, ckpt, FaceDetector())
+        analyze_video(data, random_ckpt, FaceDetector())
 
 
-def test_truncated_video(ckpt):
+def test_truncated_video(random_ckpt):
     data = clip(n=30)
     with pytest.raises(VideoError):
-        analyze_video(data[: len(data) // 3], ckpt, FaceDetector())
+        analyze_video(data[: len(data) // 3], random_ckpt, FaceDetector())
 
 
-def test_limits(ckpt):
+def test_limits(random_ckpt):
     data = clip()
     with pytest.raises(VideoError, match="limit is 0 MB"):
-        analyze_video(data, ckpt, FaceDetector(), max_bytes=100)
+        analyze_video(data, random_ckpt, FaceDetector(), max_bytes=100)
     with pytest.raises(VideoError, match="the limit is 0.5 s"):
-        analyze_video(data, ckpt, FaceDetector(), max_duration_s=0.5)
+        analyze_video(data, random_ckpt, FaceDetector(), max_duration_s=0.5)
 
 
-def test_image_file_is_not_a_video(ckpt):
+def test_image_file_is_not_a_video(random_ckpt):
     with pytest.raises(VideoError):
-        analyze_video(SAMPLE_PHOTO.read_bytes()[:2000], ckpt, FaceDetector())
+        analyze_video(SAMPLE_PHOTO.read_bytes()[:2000], random_ckpt, FaceDetector())
