@@ -80,3 +80,154 @@ def model_picker() -> str | None:
         help="Every checkpoint in checkpoints/, with its PrivateTest accuracy and privacy status.",
     )
     return choice
+
+
+def default_pair(cards: dict[str, dict]) -> tuple[str | None, str | None]:
+    """Default models for the Compare page, as folder paths from :func:`available_checkpoints`.
+
+    A = the baseline (:data:`fer_core.checkpoints.DEFAULT_CHECKPOINT`, else the first checkpoint);
+    B = the first private checkpoint, else the first other one, else A again. ``(None, None)`` if none.
+    """
+    paths = list(cards)
+    if not paths:
+        return None, None
+    a = next((p for p in paths if p.endswith(DEFAULT_CHECKPOINT)), paths[0])
+    private = [p for p in private_cards(cards) if p != a]
+    others = [p for p in paths if p != a]
+    return a, (private or others or [a])[0]
+
+
+@st.cache_data(show_spinner="Comparing the two models on the test split…", max_entries=8)
+def _cached_split_comparison(path_a: str, path_b: str, data_path: str, split: str, max_examples: int) -> dict:
+    from fer_core.compare import compare_on_split, example_faces
+    from fer_core.data import load_dataset
+
+    dataset = load_dataset(data_path)
+    result = compare_on_split(cached_checkpoint(path_a), cached_checkpoint(path_b), dataset, split,
+                              max_examples=max_examples)
+    result["faces"] = example_faces(dataset, split, [d["index"] for d in result["disagreements"]], scale=3)
+    result["data"] = dataset.source
+    return result
+
+
+def split_comparison(path_a: str, path_b: str, split: str = "PrivateTest", max_examples: int = 24) -> dict:
+    """:func:`fer_core.compare.compare_on_split` on the default dataset (``$FER_DATA`` or
+    ``../shared/data/fer2013.npz``), cached per (checkpoints, dataset path, split).
+
+    Returns:
+        ``compare_on_split``'s dict plus ``faces`` (``uint8 (k, 144, 144)``, the disagreements' faces
+        enlarged 3x) and ``data`` (where the dataset was read from).
+
+    Raises:
+        fer_core.data.DatasetError: the dataset is missing or malformed, or lacks ``split``.
+    """
+    from fer_core.data import default_data_path
+
+    return _cached_split_comparison(path_a, path_b, str(default_data_path()), split, max_examples)
+
+
+@st.cache_data(show_spinner="Computing the privacy budget…", max_entries=256)
+def cached_budget(private_rows: int, batch_size: int, epochs: int, delta: float, accountant: str,
+                  noise_multiplier: float | None = None, target_epsilon: float | None = None) -> dict:
+    """:func:`fer_core.compare.plan_budget`, cached (the PRV accountant takes a few seconds).
+
+    Raises:
+        fer_core.privacy.PrivacyError: as ``plan_budget``.
+    """
+    from fer_core.compare import plan_budget
+
+    return plan_budget(private_rows, batch_size, epochs, delta, accountant, noise_multiplier=noise_multiplier,
+                       target_epsilon=target_epsilon)
+
+
+def baseline_card(cards: dict[str, dict]) -> dict | None:
+    """The non-private baseline's card (:data:`fer_core.checkpoints.DEFAULT_CHECKPOINT`) in ``cards``, or None."""
+    return next((c for p, c in cards.items() if p.endswith(DEFAULT_CHECKPOINT)), None)
+
+
+def private_cards(cards: dict[str, dict]) -> dict[str, dict]:
+    """The entries of ``cards`` whose ``privacy`` block says ``private: true`` (DP checkpoints)."""
+    return {p: c for p, c in cards.items() if (c.get("privacy") or {}).get("private")}
+
+
+AUDIT_ENV = "FER_AUDIT_RESULTS"
+_AUDIT_FLOATS = ("claimed_epsilon", "delta", "auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "balanced_accuracy",
+                 "epsilon_lower_bound", "n_members", "n_nonmembers", "references", "seconds")
+
+
+def audit_path():
+    """Where the app reads the membership-inference audit: ``$FER_AUDIT_RESULTS``, else
+    ``checkpoints/results/audit.csv`` (the ROC points are read from ``audit_roc.json`` beside it)."""
+    import os
+    from pathlib import Path
+
+    from fer_core.checkpoints import CHECKPOINT_DIR
+
+    env = os.environ.get(AUDIT_ENV)
+    return Path(env).expanduser() if env else CHECKPOINT_DIR / "results" / "audit.csv"
+
+
+def _audit_float(v) -> float | None:
+    import math
+
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _roc_points(curve) -> dict | None:
+    """``{"fpr": [...], "tpr": [...]}`` as floats, or None if ``curve`` is not two equal-length number lists."""
+    if not isinstance(curve, dict) or not isinstance(curve.get("fpr"), list) or not isinstance(curve.get("tpr"), list):
+        return None
+    fpr = [_audit_float(x) for x in curve["fpr"]]
+    tpr = [_audit_float(x) for x in curve["tpr"]]
+    if len(fpr) != len(tpr) or not fpr or None in fpr or None in tpr:
+        return None
+    return {"fpr": fpr, "tpr": tpr}
+
+
+def audit_results() -> tuple[list[dict], dict]:
+    """The audit written by ``python -m fer_core audit``, read from :func:`audit_path` (not cached: tiny files).
+
+    Returns:
+        ``(rows, rocs)``. ``rows``: the CSV's rows (columns :data:`fer_core.audit.AUDIT_COLUMNS`) with
+        ``private`` as a bool, the numeric columns as floats (None where empty or not a number; so
+        ``claimed_epsilon`` is None for a non-private model) and ``model``/``method``/``attack`` as
+        stripped strings; rows are kept even when malformed, the page decides what to skip.
+        ``rocs``: ``{model: {attack: {"fpr": [...], "tpr": [...]}}}`` from ``audit_roc.json`` beside
+        the CSV, keeping only well-formed curves. ``([], {})`` when the CSV is missing or unreadable;
+        ``{}`` for ``rocs`` when the JSON is.
+    """
+    import csv
+    import json
+
+    path = audit_path()
+    rows: list[dict] = []
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            raw_rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return [], {}
+    for raw in raw_rows:
+        row = {k: raw.get(k) for k in raw if isinstance(k, str)}
+        for k in ("model", "method", "attack"):
+            row[k] = (raw.get(k) or "").strip()
+        row["private"] = (raw.get("private") or "").strip().lower() in ("true", "1", "yes")
+        for k in _AUDIT_FLOATS:
+            row[k] = _audit_float(raw.get(k))
+        rows.append(row)
+
+    rocs: dict = {}
+    try:
+        data = json.loads(path.with_name("audit_roc.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        data = {}
+    for model, attacks in (data.items() if isinstance(data, dict) else []):
+        if not isinstance(attacks, dict):
+            continue
+        curves = {a: c for a, c in ((a, _roc_points(c)) for a, c in attacks.items()) if c is not None}
+        if curves:
+            rocs[str(model)] = curves
+    return rows, rocs

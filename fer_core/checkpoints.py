@@ -164,3 +164,17 @@ def list_checkpoints(root: str | os.PathLike = CHECKPOINT_DIR) -> list[Path]:
     if not r.is_dir():
         return []
     return sorted(p.parent for p in r.glob(f"*/{CARD_FILE}") if (p.parent / WEIGHTS_FILE).exists())
+
+
+def update_card(path: str | os.PathLike, **fields) -> dict:
+    """Set top-level fields of a checkpoint's model card (atomic rewrite; weights untouched).
+
+    Raises:
+        CheckpointError: no readable card at ``path``.
+    """
+    d = resolve(path)
+    card = {**read_card(d), **fields}
+    tmp = d / (CARD_FILE + ".tmp")
+    tmp.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, d / CARD_FILE)
+    return card

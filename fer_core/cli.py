@@ -28,18 +28,39 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     d = TrainConfig()
     p = sub.add_parser(
         "train",
-        help="train (or resume) a non-private model and export a checkpoint",
+        help="train (or resume) a model, ordinary or differentially private, and export a checkpoint",
         description="Train on Training, choose on PublicTest, evaluate PrivateTest once. "
-        "Re-running with the same --out resumes after the last finished epoch.",
+        "Re-running with the same --out resumes after the last finished epoch. With --dp-method the "
+        "run is differentially private (DP-SGD, Opacus): end-to-end 'dp-sgd', 'scatternet' (DP on fixed "
+        "scattering features; use --arch scatternet) or 'two-stage' (DP fine-tuning of a stage-1 model "
+        "trained with --train-rows public, given by --init-from).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--out", default=d.out, help="run folder holding the resumable state")
     p.add_argument("--export", help="checkpoint folder to write when done (e.g. checkpoints/my_model)")
     p.add_argument("--name", help="model name in the card (default: the export folder's name)")
-    p.add_argument("--arch", default=d.arch, choices=["cnn", "resnet", "fusion"])
+    p.add_argument("--arch", default=d.arch, choices=["cnn", "resnet", "fusion", "scatternet"])
     p.add_argument("--model-args", default="{}",
                    help='JSON, e.g. \'{"widths": [32, 64, 128, 256], "blocks": [1, 1, 2, 1]}\'')
     _add_recipe_args(p, d)
+    g = p.add_argument_group("rows and differential privacy")
+    g.add_argument("--train-rows", default=d.train_rows, choices=["all", "public"],
+                   help="'public': only the declared public share of Training (two-stage stage 1)")
+    g.add_argument("--public-fraction", type=float, default=d.public_fraction,
+                   help="share of Training declared public (two-stage)")
+    g.add_argument("--public-seed", type=int, default=d.public_seed, help="seed of the public/private split")
+    g.add_argument("--dp-method", choices=["dp-sgd", "scatternet", "two-stage"],
+                   help="train with DP-SGD (default: not private)")
+    g.add_argument("--epsilon", type=float, help="target epsilon (sets --noise-multiplier via the accountant)")
+    g.add_argument("--delta", type=float, default=d.delta)
+    g.add_argument("--noise-multiplier", type=float, help="sigma, instead of a target epsilon")
+    g.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm, help="per-sample L2 clipping bound")
+    g.add_argument("--accountant", default=d.accountant, choices=["prv", "rdp"])
+    g.add_argument("--trainable", default=d.trainable, choices=["all", "head", "last-block"],
+                   help="what DP-SGD trains; the rest is frozen (two-stage: 'head' or 'last-block')")
+    g.add_argument("--physical-batch-size", type=int, default=d.physical_batch_size,
+                   help="largest batch in memory at once (Opacus BatchMemoryManager); --batch-size is the "
+                   "expected logical batch")
 
 
 def _add_recipe_args(p: argparse.ArgumentParser, d) -> None:
@@ -49,9 +70,13 @@ def _add_recipe_args(p: argparse.ArgumentParser, d) -> None:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--optimizer", default=d.optimizer, choices=["sgd", "adamw"])
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    p.add_argument("--momentum", type=float, default=d.momentum)
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--augment", default="{}",
+                   help='JSON overriding augmentation strengths, e.g. \'{"rotation_deg": 10, "erase_p": 0.25}\' '
+                   "(keys: " + ", ".join(d.augment) + "), or 'off'")
     p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="per step; 0 disables EMA")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0: torch's default)")
@@ -64,11 +89,27 @@ def _add_recipe_args(p: argparse.ArgumentParser, d) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _augment_from_args(a: argparse.Namespace, defaults: dict) -> dict:
+    if a.augment.strip().lower() in ("off", "none"):
+        return {}
+    try:
+        changes = json.loads(a.augment)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"error: --augment is not valid JSON ({exc})") from None
+    if not isinstance(changes, dict):
+        raise SystemExit('error: --augment must be a JSON object, e.g. \'{"erase_p": 0.25}\'')
+    unknown = sorted(set(changes) - set(defaults))
+    if unknown:
+        raise SystemExit(f"error: unknown --augment key(s) {unknown}; known: {sorted(defaults)}")
+    return {**defaults, **changes}
+
+
 def _config_from_args(a: argparse.Namespace, **overrides):
     from fer_core.train import TrainConfig
 
     return TrainConfig(
-        data=a.data, epochs=a.epochs, batch_size=a.batch_size, optimizer=a.optimizer, lr=a.lr,
+        augment=_augment_from_args(a, TrainConfig().augment), data=a.data, epochs=a.epochs,
+        batch_size=a.batch_size, optimizer=a.optimizer, lr=a.lr, momentum=a.momentum,
         weight_decay=a.weight_decay, warmup_epochs=a.warmup_epochs,
         label_smoothing=a.label_smoothing, ema_decay=a.ema_decay, seed=a.seed, threads=a.threads,
         compile=a.compile, channels_last=not a.no_channels_last, device=a.device,
@@ -84,10 +125,18 @@ def _run_train(a: argparse.Namespace) -> int:
         model_args = json.loads(a.model_args)
     except json.JSONDecodeError as exc:
         raise SystemExit(f"error: --model-args is not valid JSON ({exc})") from None
-    cfg = _config_from_args(a, out=a.out, arch=a.arch, model_args=model_args, export=a.export, name=a.name)
+    cfg = _config_from_args(
+        a, out=a.out, arch=a.arch, model_args=model_args, export=a.export, name=a.name,
+        train_rows=a.train_rows, public_fraction=a.public_fraction, public_seed=a.public_seed,
+        dp_method=a.dp_method, epsilon=a.epsilon, delta=a.delta, noise_multiplier=a.noise_multiplier,
+        max_grad_norm=a.max_grad_norm, accountant=a.accountant, trainable=a.trainable,
+        physical_batch_size=a.physical_batch_size,
+    )
     result = main(cfg, command=_command_line())
     summary = {"out": result["out"], "finished": result["finished"], "best": result["best"],
                "checkpoint": result["checkpoint"]}
+    if result.get("epsilon") is not None:
+        summary["epsilon"] = result["epsilon"]
     if result["metrics"]:
         summary["accuracy"] = {s: m["accuracy"] for s, m in result["metrics"].items()}
     print(json.dumps(summary, indent=2))
@@ -273,6 +322,82 @@ def _run_compare(a: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    from fer_core.sweep import EPSILONS, RECIPES
+
+    p = sub.add_parser(
+        "sweep",
+        help="train each private method at each target epsilon; write checkpoints/results/sweep.csv",
+        description="For each method and target epsilon (delta 1e-5) trains a DP model with the method's "
+        "recipe, chooses it on PublicTest, evaluates PrivateTest, writes a row of "
+        "checkpoints/results/sweep.csv, and exports the best model per epsilon (fully private and "
+        "two-stage) to checkpoints/. Resumable: finished runs are read back. Recipes: "
+        + "; ".join(f"{m}: {r['arch']}, {r['epochs']} epochs, batch {r['batch_size']}, lr {r['lr']}, "
+                    f"max_grad_norm {r['max_grad_norm']}" for m, r in RECIPES.items()),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--methods", nargs="+", default=["scatternet", "two-stage"],
+                   choices=["dp-sgd", "scatternet", "two-stage"])
+    p.add_argument("--epsilons", nargs="+", type=float, default=list(EPSILONS))
+    p.add_argument("--epochs", type=int, help="override every recipe's epochs (e.g. a quick look)")
+    p.add_argument("--data", help=DATA_HELP)
+    p.add_argument("--out", default="runs/sweep", help="parent run folder (one resumable run per pair)")
+    p.add_argument("--results", help="CSV to write (default checkpoints/results/sweep.csv)")
+    p.add_argument("--no-export", action="store_true", help="do not export checkpoints")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _run_sweep(a: argparse.Namespace) -> int:
+    from fer_core.checkpoints import CHECKPOINT_DIR
+    from fer_core.sweep import SWEEP_RESULTS, run_sweep
+    from fer_core.train import TrainConfig
+
+    base = TrainConfig(data=a.data, threads=a.threads, progress=not a.no_progress, channels_last=False)
+    rows = run_sweep(base, a.methods, a.epsilons, Path(a.results) if a.results else SWEEP_RESULTS,
+                     out_root=Path(a.out), export_dir=None if a.no_export else CHECKPOINT_DIR,
+                     overrides={"epochs": a.epochs} if a.epochs else None, command=_command_line())
+    print(json.dumps([{k: r[k] for k in ("method", "epsilon", "publictest_accuracy", "privatetest_accuracy",
+                                         "checkpoint")} for r in rows], indent=2))
+    return 0
+
+
+def _add_audit(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "audit",
+        help="membership-inference audit of checkpoints; write checkpoints/results/audit.csv",
+        description="Loss-threshold (Yeom et al. 2018) and offline RMIA (Zarifzadeh et al. 2024) attacks on "
+        "balanced members / non-members; AUC, TPR at 1%% and 0.1%% FPR, balanced accuracy and an empirical "
+        "epsilon lower bound (Clopper-Pearson). Results go to checkpoints/results/audit.csv, audit_roc.json "
+        "and each model card.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--checkpoint", nargs="+", help="checkpoints to audit (default: every shipped one)")
+    p.add_argument("--data", help=DATA_HELP)
+    p.add_argument("--n", type=int, default=2000, help="members and non-members each")
+    p.add_argument("--population", type=int, default=1000, help="RMIA population faces")
+    p.add_argument("--references", type=int, default=4, help="RMIA reference models (0: loss attack only)")
+    p.add_argument("--reference-epochs", type=int, default=15)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--results", help="CSV to write (default checkpoints/results/audit.csv)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+
+
+def _run_audit(a: argparse.Namespace) -> int:
+    import torch
+
+    from fer_core.audit import run_audit
+    from fer_core.checkpoints import list_checkpoints
+
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
+    paths = a.checkpoint or [str(p) for p in list_checkpoints()]
+    rows = run_audit(paths, a.results, data=a.data, n=a.n, n_population=a.population, references=a.references,
+                     reference_epochs=a.reference_epochs, seed=a.seed)
+    print(json.dumps(rows, indent=2))
+    return 0
+
+
 def _add_report(sub: argparse._SubParsersAction) -> None:
     sub.add_parser(
         "report",
@@ -299,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_predict(sub)
     _add_compare(sub)
+    _add_sweep(sub)
+    _add_audit(sub)
     _add_report(sub)
     return parser
 
@@ -307,7 +434,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
     handlers = {"train": _run_train, "evaluate": _run_evaluate, "predict": _run_predict,
-                "compare-archs": _run_compare, "report": _run_report}
+                "compare-archs": _run_compare, "sweep": _run_sweep, "audit": _run_audit,
+                "report": _run_report}
     try:
         return handlers[a.command](a)
     except (DatasetError, CheckpointError, ValueError, OSError) as exc:

@@ -146,21 +146,43 @@ def load_face_image(src: ImageSource) -> np.ndarray:
 DECODE_MAX_SIDE = 1600
 
 
-def _analyze_rgb(rgb: np.ndarray, checkpoint: Checkpoint, detector: FaceDetector, max_faces: int) -> list[dict]:
+def detect_and_align(rgb: np.ndarray, detector: FaceDetector, max_faces: int = 100) -> tuple[list[Face], np.ndarray]:
+    """Detect the faces in an image and crop each one aligned like FER2013's faces.
+
+    Args:
+        rgb: ``uint8 (H, W, 3)`` RGB image.
+        detector: a :class:`fer_core.detect.FaceDetector`.
+        max_faces: keep at most this many faces (the largest).
+
+    Returns:
+        ``(faces, crops)``: the detections, largest first, in ``rgb``'s pixels, and their
+        ``uint8 (N, 48, 48)`` aligned crops (``N = 0`` when there is no face).
+
+    Raises:
+        ValueError: ``rgb`` is not a ``uint8 (H, W, 3)`` array.
+    """
     faces = detector.detect(rgb)[:max_faces]
     if not faces:
-        return []
+        return [], np.zeros((0, 48, 48), np.uint8)
     gray = rgb_to_gray(rgb)
-    crops = np.stack([align_face(gray, f) for f in faces])  # (N, 48, 48)
+    return faces, np.stack([align_face(gray, f) for f in faces])  # (N, 48, 48)
+
+
+def face_fields(face: Face) -> dict:
+    """A detection as record fields: ``box`` ([x, y, w, h]), ``score`` and ``landmarks`` (5x[x, y] or None)."""
+    return {"box": list(face.box), "score": face.score,
+            "landmarks": None if face.landmarks is None else face.landmarks.round(1).tolist()}
+
+
+def _analyze_rgb(rgb: np.ndarray, checkpoint: Checkpoint, detector: FaceDetector, max_faces: int) -> list[dict]:
+    faces, crops = detect_and_align(rgb, detector, max_faces)
+    if not faces:
+        return []
     records = classify_faces(checkpoint, crops)
-    return [
-        {"box": list(f.box), "score": f.score,
-         "landmarks": None if f.landmarks is None else f.landmarks.round(1).tolist(), **r}
-        for f, r in zip(faces, records, strict=True)
-    ]
+    return [{**face_fields(f), **r} for f, r in zip(faces, records, strict=True)]
 
 
-def _rescale(records: list[dict], factor: float) -> list[dict]:
+def rescale_records(records: list[dict], factor: float) -> list[dict]:
     """Records with boxes and landmarks multiplied by ``factor`` (new dicts)."""
     if factor == 1.0:
         return [dict(r) for r in records]
@@ -196,7 +218,7 @@ def analyze_image(
         fer_core.images.ImageError: the image cannot be decoded or is too large.
     """
     rgb, scale = decode_image(image, max_side=DECODE_MAX_SIDE)
-    return _rescale(_analyze_rgb(rgb, checkpoint, detector, max_faces), 1.0 / scale)
+    return rescale_records(_analyze_rgb(rgb, checkpoint, detector, max_faces), 1.0 / scale)
 
 
 @dataclass
@@ -245,7 +267,7 @@ def analyze_photo(data: ImageSource, name: str, checkpoint: Checkpoint, detector
     for i, r in enumerate(records):
         r["face"] = i + 1
     annotated = annotate(rgb, records, blur=blur)  # drawn at the decoded size
-    return PhotoResult(name=name, records=_rescale(records, 1.0 / scale), annotated=annotated)
+    return PhotoResult(name=name, records=rescale_records(records, 1.0 / scale), annotated=annotated)
 
 
 EXPORT_FIELDS = ("image", "face", "label", "confidence", "negative", "x", "y", "w", "h", "detector_score")

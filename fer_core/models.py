@@ -9,6 +9,10 @@ Three architectures:
 * :class:`FusionNet` - a CNN branch and a ResNet branch run side by side on the same face; their
   pooled features are concatenated before the classifier.
 
+And, for differentially private training, :class:`ScatterNet`: fixed (data-independent) wavelet
+scattering features (Oyallon & Mallat 2015, via ``kymatio``) with a small trainable CNN on top,
+as in Tramer & Boneh 2021, "Differentially Private Learning Needs Better Features".
+
 Every model maps ``float32 (B, 1, 48, 48)`` (normalised by :func:`fer_core.preprocess.to_model_input`)
 to logits ``float32 (B, num_classes)``; global average pooling makes them accept other sizes too.
 ``opacus.validators.ModuleValidator.validate(model, strict=True)`` passes for each.
@@ -22,7 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
-ARCHITECTURES = ("cnn", "resnet", "fusion")
+ARCHITECTURES = ("cnn", "resnet", "fusion")  # the three compared on the same budget
+DP_ARCHITECTURES = ("scatternet",)  # meant for private training only
+TRAINABLE_PARTS = ("all", "head", "last-block")
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
@@ -191,11 +197,128 @@ class FusionNet(nn.Module):
         return self.head(self.forward_features(x))  # (B, num_classes)
 
 
-_REGISTRY: dict[str, type[nn.Module]] = {"cnn": PlainCNN, "resnet": ResNet48, "fusion": FusionNet}
+class ScatterNet(nn.Module):
+    """Wavelet scattering front-end (fixed, no parameters) + a small GroupNorm CNN.
+
+    The scattering transform (Bruna & Mallat 2013; ``kymatio``'s ``Scattering2D``, J=2, L=8)
+    maps a ``(B, 1, 48, 48)`` face to ``(B, 81, 12, 12)`` translation-stable wavelet-modulus
+    coefficients that depend on no data, so precomputing them costs no privacy. Tramer & Boneh
+    (2021) showed that DP-SGD on such features beats end-to-end DP-SGD at small epsilon.
+
+    Args:
+        J: scattering scales (output grid = 48 / 2**J); L: orientations per scale.
+        width: channels of the two conv layers of the CNN head.
+        head: ``"cnn"`` (two conv layers, as Tramer & Boneh's ScatterNet+CNN) or ``"linear"``
+            (a linear classifier on the normalised coefficients: ScatterNet+linear).
+        num_classes: output classes (7 for FER2013).
+        in_channels: must be 1 (grayscale).
+    """
+
+    def __init__(self, J: int = 2, L: int = 8, width: int = 64, head: str = "cnn", num_classes: int = 7,
+                 in_channels: int = 1) -> None:
+        super().__init__()
+        if in_channels != 1:
+            raise ValueError("ScatterNet takes grayscale faces (in_channels=1)")
+        if head not in ("cnn", "linear"):
+            raise ValueError(f"ScatterNet head must be 'cnn' or 'linear', got {head!r}")
+        # Only the 2-D frontend: `import kymatio.torch` fails with scipy >= 1.15 (kymatio 0.3.0).
+        from kymatio.scattering2d.frontend.torch_frontend import ScatteringTorch2D
+
+        self.scattering = ScatteringTorch2D(J=J, shape=(48, 48), L=L)
+        for name, buf in list(self.scattering.named_buffers()):  # rebuilt on construction: not saved
+            self.scattering.register_buffer(name, buf, persistent=False)
+        channels = 1 + J * L + L * L * J * (J - 1) // 2  # 81 for J=2, L=8
+        grid = 48 // 2**J  # 12
+        # Data-independent normalisation of the coefficients (GroupNorm without learnt affine).
+        norm = nn.GroupNorm(num_groups=27 if channels % 27 == 0 else 1, num_channels=channels, affine=False)
+        if head == "linear":
+            self.head = nn.Sequential(norm, nn.Flatten(), nn.Linear(channels * grid * grid, num_classes))
+        else:
+            self.head = nn.Sequential(
+                norm,
+                nn.Conv2d(channels, width, 3, padding=1), group_norm(width), nn.ReLU(), nn.MaxPool2d(2),  # (B, w, 6, 6)
+                nn.Conv2d(width, width, 3, padding=1), group_norm(width), nn.ReLU(), nn.MaxPool2d(2),  # (B, w, 3, 3)
+                nn.Flatten(), nn.Linear(width * (grid // 4) ** 2, num_classes),
+            )
+        self.feature_channels = channels
+
+    def scatter(self, x: torch.Tensor) -> torch.Tensor:
+        """``float32 (B, 1, 48, 48)`` -> scattering coefficients ``float32 (B, 81, 12, 12)``."""
+        s = self.scattering(x.contiguous())  # (B, 1, 81, 12, 12)
+        return s.flatten(1, 2)  # (B, 81, 12, 12)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.scatter(x))  # (B, num_classes)
+
+
+class _Scatter(nn.Module):
+    def __init__(self, model: ScatterNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.scatter(x)
+
+
+class _ResNetTrunk(nn.Module):
+    """The first ``upto`` parts of a :class:`ResNet48` (stem, then stages), or all of it pooled."""
+
+    def __init__(self, model: ResNet48, stages: int, pooled: bool) -> None:
+        super().__init__()
+        self.model, self.stages, self.pooled = model, stages, pooled
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pooled:
+            return self.model.forward_features(x)  # (B, C)
+        x = self.model.stem(x)
+        for stage in self.model.stages[: self.stages]:
+            x = stage(x)
+        return x  # (B, C, H, W)
+
+
+def split_for_finetune(model: nn.Module, trainable: str) -> tuple[nn.Module, nn.Module]:
+    """Split ``model`` into a frozen prefix and a trainable tail with ``tail(prefix(x)) == model(x)``.
+
+    Both parts share the model's parameters (nothing is copied), so training the tail trains the
+    model. Used by private training: the prefix is data-independent (ScatterNet's scattering) or
+    trained on public rows only (two-stage), so its outputs can be precomputed once and DP-SGD
+    only pays for the tail's per-sample gradients.
+
+    Args:
+        model: a built model (:class:`ResNet48`, :class:`ScatterNet`; ``trainable="all"`` for any).
+        trainable: ``"all"`` (prefix is the identity; for ScatterNet the scattering, which has no
+            parameters), ``"head"`` (the final classifier) or ``"last-block"`` (ResNet48's last
+            stage + classifier; ScatterNet's CNN head).
+
+    Returns:
+        ``(prefix, tail)``; prefix outputs are what the tail takes.
+
+    Raises:
+        ValueError: an unknown ``trainable`` or one the architecture does not support.
+    """
+    if trainable not in TRAINABLE_PARTS:
+        raise ValueError(f"unknown trainable part {trainable!r}; choose one of {', '.join(TRAINABLE_PARTS)}")
+    if isinstance(model, ScatterNet):  # the scattering has no parameters: "all" is the CNN head
+        if trainable == "head":
+            raise ValueError("ScatterNet's trainable part is its CNN head: use trainable='all' or 'last-block'")
+        return _Scatter(model), model.head
+    if trainable == "all":
+        return nn.Identity(), model
+    if isinstance(model, ResNet48):
+        if trainable == "head":
+            return _ResNetTrunk(model, len(model.stages), pooled=True), nn.Sequential(model.dropout, model.fc)
+        tail = nn.Sequential(model.stages[-1], model.pool, nn.Flatten(), model.dropout, model.fc)
+        return _ResNetTrunk(model, len(model.stages) - 1, pooled=False), tail
+    raise ValueError(f"{type(model).__name__} supports only trainable='all'")
+
+
+_REGISTRY: dict[str, type[nn.Module]] = {
+    "cnn": PlainCNN, "resnet": ResNet48, "fusion": FusionNet, "scatternet": ScatterNet,
+}
 
 
 def build_model(arch: str, **kwargs: Any) -> nn.Module:
-    """Instantiate an architecture by name (``cnn``, ``resnet`` or ``fusion``) with its arguments.
+    """Instantiate an architecture by name (``cnn``, ``resnet``, ``fusion``, ``scatternet``) with its arguments.
 
     List-valued arguments (as read back from JSON) are turned into tuples.
 
@@ -203,7 +326,7 @@ def build_model(arch: str, **kwargs: Any) -> nn.Module:
         ValueError: unknown ``arch`` or arguments the class does not take.
     """
     if arch not in _REGISTRY:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(_REGISTRY)}")
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
     try:
         return _REGISTRY[arch](**kwargs)
@@ -220,7 +343,7 @@ def model_arguments(arch: str, **kwargs: Any) -> dict:
         ValueError: unknown ``arch`` or arguments the class does not take.
     """
     if arch not in _REGISTRY:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(_REGISTRY)}")
     try:
         bound = inspect.signature(_REGISTRY[arch]).bind(**kwargs)
     except TypeError as exc:

@@ -157,6 +157,65 @@ def architecture_table(path: Path = ARCH_RESULTS) -> str:
     return "\n".join(lines)
 
 
+def sweep_table(path: Path | None = None) -> str:
+    """Markdown table of the privacy sweep (``checkpoints/results/sweep.csv``), one row per run."""
+    from fer_core.sweep import SWEEP_RESULTS, read_sweep
+
+    rows = read_sweep(path or SWEEP_RESULTS)
+    lines = [
+        "| method | target ε | ε spent (accountant) | δ | noise multiplier | max grad norm | batch | epochs "
+        "| PublicTest acc | PrivateTest acc | macro-F1 | recall disgust | recall fear | train time | shipped as |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['target_epsilon']:g} | {r['epsilon']:.3f} ({r['accountant']}) | {r['delta']:g} "
+            f"| {r['noise_multiplier']:.3f} | {r['max_grad_norm']:g} | {int(r['batch_size'])} | {int(r['epochs'])} "
+            f"| {_pct(r['publictest_accuracy'])} | **{_pct(r['privatetest_accuracy'])}** "
+            f"| {_pct(r['privatetest_macro_f1'])} | {_pct(r['recall_disgust'])} | {_pct(r['recall_fear'])} "
+            f"| {float(r['train_seconds']) / 60:.1f} min | {'`' + r['checkpoint'] + '`' if r['checkpoint'] else '–'} |"
+        )
+    if rows:
+        lines += ["", f"Command: `{rows[0]['command']}`"]
+    return "\n".join(lines)
+
+
+AUDIT_RESULTS = RESULTS_DIR / "audit.csv"
+
+
+def audit_table(path: Path = AUDIT_RESULTS) -> str:
+    """Markdown table of the membership-inference audit (``checkpoints/results/audit.csv``)."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    lines = [
+        "| model | claimed ε | attack | AUC | TPR @ 1% FPR | TPR @ 0.1% FPR | balanced accuracy "
+        "| empirical ε lower bound (95%) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        claimed = f"{float(r['claimed_epsilon']):g}" if r["claimed_epsilon"] else "none (not private)"
+        lines.append(
+            f"| `{r['model']}` | {claimed} | {r['attack']} | {float(r['auc']):.3f} | {_pct(r['tpr_at_1pct_fpr'])}% "
+            f"| {_pct(r['tpr_at_0.1pct_fpr'])}% | {_pct(r['balanced_accuracy'])}% "
+            f"| {float(r['epsilon_lower_bound']):.2f} |"
+        )
+    if rows:
+        lines += ["", f"{int(float(rows[0]['n_members']))} members and as many non-members per model; "
+                  f"RMIA with {rows[0]['references']} reference models."]
+    return "\n".join(lines)
+
+
+def _lineage_commands(card: dict) -> str:
+    """The commands that produced a checkpoint, its ancestors' first (``init_from`` chain)."""
+    chain, parent = [], card.get("init_from")
+    while parent:
+        chain.append(f"{parent['command']}   # {parent.get('epochs')} epochs, "
+                     f"{(parent.get('wall_time_s') or 0) / 60:.0f} min, PrivateTest "
+                     f"{_pct(parent.get('privatetest_accuracy'))} %")
+        parent = parent.get("init_from")
+    return "\n".join([*reversed(chain), card["command"]])
+
+
 def render_results() -> str:
     """The README's generated results section (Markdown), from the model cards and result files."""
     parts = ["### Shipped models (FER2013, official split; accuracies in %)", "", models_table()]
@@ -165,11 +224,17 @@ def render_results() -> str:
         parts += [
             "", f"Default model `{DEFAULT_CHECKPOINT}`: chosen on PublicTest (epoch "
             f"{card['selection'].get('epoch')}, {card['selection'].get('weights')} weights); produced by",
-            "", f"```\n{card['command']}\n```", "",
+            "", f"```\n{_lineage_commands(card)}\n```", "",
             "Per class on PrivateTest:", "", per_class_table(),
         ]
     if ARCH_RESULTS.exists():
         parts += ["", "### Architecture comparison (same recipe and budget)", "", architecture_table()]
+    from fer_core.sweep import SWEEP_RESULTS
+
+    if SWEEP_RESULTS.exists():
+        parts += ["", "### Privacy/accuracy trade-off (DP-SGD sweep, δ = 1e-5)", "", sweep_table()]
+    if AUDIT_RESULTS.exists():
+        parts += ["", "### Membership-inference audit", "", audit_table()]
     return "\n".join(parts) + "\n"
 
 

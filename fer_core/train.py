@@ -72,7 +72,7 @@ class TrainConfig:
     warmup_epochs: float = 2.0
     label_smoothing: float = 0.1
     ema_decay: float = 0.999
-    augment: dict = field(default_factory=lambda: dataclasses.asdict(AugmentConfig()))
+    augment: dict = field(default_factory=lambda: dataclasses.asdict(AugmentConfig()))  # {}: none
     seed: int = 0
     train_split: str = "Training"
     val_split: str = "PublicTest"
@@ -88,6 +88,20 @@ class TrainConfig:
     export: str | None = None  # checkpoint folder to write when training finishes
     name: str | None = None  # model name in the card (default: export folder name)
     progress: bool = True
+    # Which Training rows: "all", or "public" (a seeded share declared public: two-stage stage 1).
+    train_rows: str = "all"
+    public_fraction: float = 0.15
+    public_seed: int = 0
+    # Differential privacy (see fer_core.privacy); dp_method None trains without DP.
+    dp_method: str | None = None  # "dp-sgd", "scatternet" or "two-stage"
+    epsilon: float | None = None  # target epsilon; sets noise_multiplier through the accountant
+    delta: float = 1e-5
+    noise_multiplier: float | None = None  # instead of a target epsilon
+    max_grad_norm: float = 1.0  # per-sample L2 clipping bound
+    accountant: str = "prv"  # "prv" or "rdp"
+    trainable: str = "all"  # "all", "head" or "last-block" (the rest stays frozen)
+    physical_batch_size: int = 256  # Opacus BatchMemoryManager: memory bound, not the logical batch
+    grad_sample_mode: str = "hooks"  # Opacus per-sample gradient mode ("hooks" or "ew")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -163,7 +177,9 @@ def train_one_epoch(
         for group in optimizer.param_groups:
             group["lr"] = lr
         idx = perm[i * cfg.batch_size: (i + 1) * cfg.batch_size]
-        x = augment_batch(to_model_input(images[idx]), aug, g)  # (B, 1, 48, 48)
+        x = to_model_input(images[idx])  # (B, 1, 48, 48)
+        if cfg.augment:  # an empty dict switches augmentation off
+            x = augment_batch(x, aug, g)
         y = labels[idx]
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -256,11 +272,165 @@ def _write_history(history: list[dict], path: Path) -> None:
     os.replace(tmp, path)
 
 
+# Options that may change between invocations of one run; every other one must match to resume.
+FREE_OPTIONS = ("stop_after", "export", "name", "progress", "threads", "compile", "device", "data")
+
+
+def check_same_run(state: dict, frozen: dict, sha256: str, out: Path) -> None:
+    """Refuse to resume ``out`` if its ``state.pt`` was made with another configuration or data file.
+
+    Raises:
+        ValueError: naming the options that differ.
+    """
+    old = json.loads(state["config"])
+    defaults = json.loads(json.dumps(TrainConfig().to_dict()))  # options added since that run started
+    changed = [k for k in frozen if k not in FREE_OPTIONS and old.get(k, defaults.get(k)) != frozen.get(k)]
+    if state.get("data_sha256", sha256) != sha256:
+        changed.append("data (sha256 differs)")
+    if changed:
+        raise ValueError(f"{out} holds a run with a different configuration ({', '.join(changed)}); "
+                         "use another --out or delete that folder")
+
+
+def keep_best(candidates: dict, best: dict, epoch: int, out: Path) -> dict:
+    """Model selection on the validation split: save the best weights so far to ``out/best.safetensors``.
+
+    Args:
+        candidates: ``{"raw" | "ema": (validation accuracy, module)}`` of this epoch.
+        best: the best so far (``{"val_accuracy", "epoch", "weights"}``; ``val_accuracy`` -1 at first).
+        epoch: 0-based epoch just finished.
+
+    Returns:
+        The updated ``best``.
+    """
+    which, (acc, chosen) = max(candidates.items(), key=lambda kv: kv[1][0])
+    if acc <= best["val_accuracy"]:
+        return best
+    save_file({k: v.detach().cpu().contiguous() for k, v in chosen.state_dict().items()},
+              str(out / "best.safetensors.tmp"))
+    os.replace(out / "best.safetensors.tmp", out / "best.safetensors")
+    return {"val_accuracy": acc, "epoch": epoch + 1, "weights": which}
+
+
+def select_train_rows(cfg: TrainConfig, ds: FERDataset) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The training rows a run uses: all of ``cfg.train_split``, or its public or private share.
+
+    ``train_rows="public"`` (two-stage stage 1) and ``dp_method="two-stage"`` (stage 2, the private
+    rest) use :func:`fer_core.privacy.public_private_split` with ``public_fraction`` and
+    ``public_seed``, so the two shares are disjoint. ``limit_train`` then keeps the first N rows.
+
+    Returns:
+        ``(images uint8 (n, 48, 48), labels int64 (n,), rows)``; ``rows`` describes the choice for
+        the model card (``train_rows``, ``public_fraction``, ``public_seed``, ``description``).
+
+    Raises:
+        ValueError: an unknown ``train_rows`` or fewer rows than one batch.
+    """
+    from fer_core.privacy import public_private_split
+
+    images, labels = ds.split(cfg.train_split)
+    which = "private" if cfg.dp_method == "two-stage" else cfg.train_rows
+    if which not in ("all", "public", "private"):
+        raise ValueError(f"unknown train_rows {which!r}; choose 'all' or 'public'")
+    rows = {"train_rows": which}
+    desc = f"{Path(ds.source).name} {cfg.train_split}"
+    if which == "all":
+        rows["description"] = f"{desc}, all {len(labels):,} rows"
+    else:
+        public, private = public_private_split(len(labels), cfg.public_fraction, cfg.public_seed)
+        idx = public if which == "public" else private
+        images, labels = images[idx], labels[idx]
+        rows.update(public_fraction=cfg.public_fraction, public_seed=cfg.public_seed, public_rows=len(public),
+                    private_rows=len(private),
+                    description=f"{desc}, {'the public' if which == 'public' else 'all but the public'} share "
+                    f"({cfg.public_fraction:.0%} of rows, seed {cfg.public_seed}): {len(idx):,} rows")
+    if cfg.limit_train:
+        images, labels = images[: cfg.limit_train], labels[: cfg.limit_train]
+        rows["description"] += f", first {len(labels):,} used"
+    if len(labels) < cfg.batch_size:
+        raise ValueError(f"{len(labels)} training rows are fewer than one batch ({cfg.batch_size})")
+    return images, labels, rows
+
+
 def _load_data(cfg: TrainConfig) -> FERDataset:
     ds = load_dataset(cfg.data)
     if cfg.val_split not in ds.splits:
         ds = ds.with_validation(cfg.val_fraction, cfg.seed, name=cfg.val_split)
     return ds
+
+
+def build_card(
+    cfg: TrainConfig,
+    model: torch.nn.Module,
+    model_args: dict,
+    ds: FERDataset,
+    metrics: dict,
+    best: dict,
+    history: list[dict],
+    commands: list[str],
+    trained_config: dict,
+    wall_time_s: float,
+    device: torch.device,
+    train_rows: int,
+    privacy: dict | None = None,
+    rows: dict | None = None,
+) -> dict:
+    """The model card of a finished run (see :mod:`fer_core.checkpoints`)."""
+    card = {
+        "name": cfg.name or (Path(cfg.export).name if cfg.export else Path(cfg.out).name),
+        "arch": cfg.arch,
+        "model_args": model_args,
+        "parameters": count_parameters(model),
+        "macs": count_macs(model),
+        "classes": list(EMOTIONS),
+        "label_set": "fer2013",
+        "preprocessing": preprocessing_spec(MEAN, STD),
+        "config": trained_config,
+        "data": {
+            "source": Path(ds.source).name,
+            "format": ds.format,
+            "sha256": ds.sha256,
+            "train_split": cfg.train_split,
+            "val_split": cfg.val_split,
+            "test_split": cfg.test_split,
+            "rows": {s: int((ds.usage == s).sum()) for s in ds.splits},
+            "train_rows_used": int(train_rows),
+            **(rows or {}),
+        },
+        "selection": {"split": cfg.val_split, "metric": "accuracy", **best},
+        "metrics": metrics,
+        "privacy": privacy or {"private": False, "epsilon": None, "delta": None,
+                               "note": "trained without differential privacy"},
+        "history": history,
+        "command": commands[0],
+        "resumed_with": commands[1:],
+        "wall_time_s": round(wall_time_s, 1),
+        "hardware": hardware_info(device),
+        "fer_core_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if cfg.init_from:
+        from fer_core.checkpoints import read_card
+
+        card["init_from"] = lineage(read_card(cfg.init_from), cfg.init_from)
+    return card
+
+
+def lineage(card: dict, path: str) -> dict:
+    """What a fine-tuned model started from: the parent card's name, command, data, cost and result.
+
+    Recorded so that a model's total training compute and provenance stay visible after its parent
+    checkpoint is replaced (the parent's own ``init_from`` is kept, recursively).
+    """
+    test = card.get("metrics", {}).get("PrivateTest", {})
+    return {
+        "path": str(path), "name": card.get("name"), "command": card.get("command"),
+        "resumed_with": card.get("resumed_with", []), "data_sha256": card.get("data", {}).get("sha256"),
+        "train_rows": card.get("data", {}).get("train_rows", "all"), "epochs": card.get("config", {}).get("epochs"),
+        "wall_time_s": card.get("wall_time_s"), "hardware": card.get("hardware"),
+        "selection": card.get("selection"), "privatetest_accuracy": test.get("accuracy"),
+        "created": card.get("created"), "init_from": card.get("init_from"),
+    }
 
 
 def main(cfg: TrainConfig, command: str | None = None) -> dict:
@@ -288,12 +458,12 @@ def main(cfg: TrainConfig, command: str | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     command = command or f"fer_core.train.main(TrainConfig(out={cfg.out!r}, ...))"
 
+    if cfg.dp_method:
+        from fer_core.train_private import main_private
+
+        return main_private(cfg, command)
     ds = _load_data(cfg)
-    train_x, train_y = ds.split(cfg.train_split)
-    if cfg.limit_train:
-        train_x, train_y = train_x[: cfg.limit_train], train_y[: cfg.limit_train]
-    if len(train_y) < cfg.batch_size:
-        raise ValueError(f"{len(train_y)} training rows are fewer than one batch ({cfg.batch_size})")
+    train_x, train_y, rows = select_train_rows(cfg, ds)
     val_x, val_y = ds.split(cfg.val_split)
     train_x_t, train_y_t = torch.from_numpy(train_x), torch.from_numpy(train_y)
 
@@ -325,20 +495,9 @@ def main(cfg: TrainConfig, command: str | None = None) -> dict:
     start_epoch = 0
     state_path = out / STATE_FILE
     frozen = json.loads(json.dumps(cfg.to_dict()))  # as stored (tuples become lists)
-    # Options that may change between invocations of one run; every other one must match.
-    free = ("stop_after", "export", "name", "progress", "threads", "compile", "device", "data")
-    resume_keys = [k for k in frozen if k not in free]
     if state_path.exists():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
-        old = json.loads(state["config"])
-        changed = [k for k in resume_keys if old.get(k) != frozen.get(k)]
-        if state.get("data_sha256", ds.sha256) != ds.sha256:
-            changed.append("data (sha256 differs)")
-        if changed:
-            raise ValueError(
-                f"{out} holds a run with a different configuration ({', '.join(changed)}); "
-                "use another --out or delete that folder"
-            )
+        check_same_run(state, frozen, ds.sha256, out)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if ema is not None:
@@ -364,12 +523,7 @@ def main(cfg: TrainConfig, command: str | None = None) -> dict:
             val_ema = evaluate(ema.module, val_x, val_y, device=device)
             row.update(val_loss_ema=val_ema["loss"], val_accuracy_ema=val_ema["accuracy"])
             candidates["ema"] = (val_ema["accuracy"], ema.module)
-        which, (acc, chosen) = max(candidates.items(), key=lambda kv: kv[1][0])
-        if acc > best["val_accuracy"]:
-            best = {"val_accuracy": acc, "epoch": epoch + 1, "weights": which}
-            save_file({k: v.detach().cpu().contiguous() for k, v in chosen.state_dict().items()},
-                      str(out / "best.safetensors.tmp"))
-            os.replace(out / "best.safetensors.tmp", out / "best.safetensors")
+        best = keep_best(candidates, best, epoch, out)
         history.append(row)
         epochs_this_run += 1
         elapsed = elapsed_before + time.perf_counter() - t_invocation
@@ -415,38 +569,8 @@ def main(cfg: TrainConfig, command: str | None = None) -> dict:
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         total_elapsed = float(state["elapsed_s"])
         trained_config = json.loads(state["config"])
-    card = {
-        "name": cfg.name or (Path(cfg.export).name if cfg.export else out.name),
-        "arch": cfg.arch,
-        "model_args": model_args,
-        "parameters": count_parameters(final),
-        "macs": count_macs(final),
-        "classes": list(EMOTIONS),
-        "label_set": "fer2013",
-        "preprocessing": preprocessing_spec(MEAN, STD),
-        "config": trained_config,
-        "data": {
-            "source": Path(ds.source).name,
-            "format": ds.format,
-            "sha256": ds.sha256,
-            "train_split": cfg.train_split,
-            "val_split": cfg.val_split,
-            "test_split": cfg.test_split,
-            "rows": {s: int((ds.usage == s).sum()) for s in ds.splits},
-            "train_rows_used": len(train_y),
-        },
-        "selection": {"split": cfg.val_split, "metric": "accuracy", **best},
-        "metrics": metrics,
-        "privacy": {"private": False, "epsilon": None, "delta": None,
-                    "note": "trained without differential privacy"},
-        "history": history,
-        "command": commands[0],
-        "resumed_with": commands[1:],
-        "wall_time_s": round(total_elapsed, 1),
-        "hardware": hardware_info(device),
-        "fer_core_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    card = build_card(cfg, final, model_args, ds, metrics, best, history, commands, trained_config,
+                      total_elapsed, device, train_rows=len(train_y), rows=rows)
     result["metrics"] = metrics
     if cfg.export:
         save_checkpoint(cfg.export, final, card)

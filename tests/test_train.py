@@ -94,9 +94,15 @@ def test_init_from_checkpoint_starts_from_its_weights(tmp_path, synthetic_npz):
     first = main(tiny_config(tmp_path / "a", synthetic_npz, export=str(tmp_path / "ck")))
     best_val = first["best"]["val_accuracy"]
     # zero learning rate: fine-tuning keeps the initial weights, so it scores what the checkpoint scored
-    cfg = tiny_config(tmp_path / "b", synthetic_npz, epochs=1, lr=0.0, ema_decay=0.0, init_from=str(tmp_path / "ck"))
+    cfg = tiny_config(tmp_path / "b", synthetic_npz, epochs=1, lr=0.0, ema_decay=0.0, init_from=str(tmp_path / "ck"),
+                      export=str(tmp_path / "ck2"))
     second = main(cfg)
     assert second["history"][0]["val_accuracy"] == pytest.approx(best_val)
+    # The fine-tuned card keeps its parent's provenance and cost.
+    parent = load_checkpoint(tmp_path / "ck").card
+    lineage = load_checkpoint(tmp_path / "ck2").card["init_from"]
+    assert lineage["command"] == parent["command"] and lineage["wall_time_s"] == parent["wall_time_s"]
+    assert lineage["privatetest_accuracy"] == parent["metrics"]["PrivateTest"]["accuracy"]
     with pytest.raises(ValueError, match="init-from"):
         main(tiny_config(tmp_path / "c", synthetic_npz, model_args={"widths": [8], "blocks": [1], "stem": 8},
                          init_from=str(tmp_path / "ck")))

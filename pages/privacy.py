@@ -1,0 +1,107 @@
+"""Privacy trade-off: accuracy against epsilon from the sweep, who pays for privacy, and a budget planner."""
+
+import pandas as pd
+import streamlit as st
+
+from fer_core.app_support import available_checkpoints, baseline_card, cached_budget, private_cards
+from fer_core.compare import expected_accuracy, sweep_path, sweep_rows
+from fer_core.model_cards import history_rows
+from fer_core.plots import epsilon_history_figure, history_figure, recall_vs_epsilon_figure, tradeoff_figure
+from fer_core.privacy import DELTA, METHOD_NOTES, PrivacyError
+
+st.title("Privacy trade-off")
+st.markdown(
+    f"""
+The private models are trained with **differential privacy** (DP-SGD). Their guarantee is a pair
+**(ε, δ)**: for any single face in the training set, adding or removing it changes the probability of
+anything the trained model does by at most a factor **e^ε** — except with probability **δ = {DELTA:g}**,
+far below one in the 28,709 training faces. A smaller ε means a stronger guarantee (ε = 1: at most
+2.7×), and costs accuracy, because the training must add noise that hides each face's contribution.
+"""
+)
+
+rows = sweep_rows()
+cards = available_checkpoints()
+methods = list(dict.fromkeys(r["method"] for r in rows))
+
+st.header("Accuracy against ε")
+if not rows:
+    st.info(f"No privacy sweep results yet (looked for `{sweep_path()}`). Produce them with "
+            "`python -m fer_core sweep`: it trains each private method at several ε and writes that CSV.")
+else:
+    base = baseline_card(cards)
+    base_acc = ((base or {}).get("metrics", {}).get("PrivateTest") or {}).get("accuracy")
+    st.plotly_chart(tradeoff_figure(rows, baseline_accuracy=base_acc), key="tradeoff")
+    for m in methods:
+        if m in METHOD_NOTES:
+            st.markdown(f"- **{m}**: {METHOD_NOTES[m]}")
+    st.dataframe(pd.DataFrame(rows).drop(columns=["command"], errors="ignore"), hide_index=True, width="stretch")
+
+    st.header("Who pays for privacy")
+    st.markdown("Privacy is usually not paid evenly: clipping and noise hide the patterns that few training faces "
+                "share first. **Disgust** is the smallest class (436 training faces, 1.5% of FER2013) and **fear** "
+                "the one most often confused with others (surprise, sad), so they tend to lose recall first as ε "
+                "shrinks, while **happy**, the largest and most distinctive class, keeps most of it. The chart shows "
+                "each emotion's PrivateTest recall for the chosen method.")
+    method = st.selectbox("Method", methods, key="recall_method")
+    st.plotly_chart(recall_vs_epsilon_figure(rows, method), key="recall_eps")
+
+st.header("Training curves of a private model")
+dp_cards = private_cards(cards)
+if not dp_cards:
+    st.info("No differentially private checkpoint is shipped in `checkpoints/` yet.")
+else:
+    dp_path = st.selectbox("Private model", list(dp_cards), key="dp_model",
+                           format_func=lambda p: dp_cards[p].get("name", p))
+    card = dp_cards[dp_path]
+    priv = card.get("privacy", {})
+    st.markdown(
+        f"**{priv.get('method', '?')}**, ε = {priv.get('epsilon')}, δ = {priv.get('delta')} "
+        f"({priv.get('accountant', '?')} accountant), noise multiplier {priv.get('noise_multiplier')}, "
+        f"clipping norm {priv.get('max_grad_norm')}, {priv.get('steps')} steps. "
+        f"{priv.get('rows', '')} {priv.get('method_note', '')}"
+    )
+    hist = history_rows(card)
+    if hist:
+        st.plotly_chart(history_figure(hist, "Accuracy per epoch"), key="dp_history")
+        if any(h.get("epsilon") is not None for h in hist):
+            st.plotly_chart(epsilon_history_figure(hist, "ε spent after each epoch"), key="dp_epsilon")
+    else:
+        st.caption("This model card has no training history.")
+
+st.header("Budget planner")
+st.markdown("How much privacy does a DP-SGD run spend? Batches are Poisson-sampled with rate q = batch / N, "
+            "for epochs × ⌊N / batch⌋ steps.")
+c1, c2, c3, c4, c5 = st.columns(5)
+n_rows = c1.number_input("Private rows N", min_value=1, value=28_709, step=1, key="plan_n")
+batch = c2.number_input("Batch size", min_value=1, value=1024, step=1, key="plan_batch")
+epochs = c3.number_input("Epochs", min_value=1, value=20, step=1, key="plan_epochs")
+delta = c4.number_input("δ", min_value=1e-12, max_value=0.5, value=DELTA, step=1e-6, format="%.1e", key="plan_delta")
+accountant = c5.selectbox("Accountant", ["prv", "rdp"], key="plan_accountant",
+                          help="PRV (Gopi et al. 2021) is tighter; RDP (Mironov 2017) is the classic bound.")
+mode = st.radio("Compute", ["noise multiplier → ε", "target ε → noise multiplier"], horizontal=True, key="plan_mode")
+if mode.startswith("noise"):
+    sigma = st.number_input("Noise multiplier σ", min_value=0.01, value=1.0, step=0.1, key="plan_sigma")
+    kwargs = {"noise_multiplier": float(sigma)}
+else:
+    target = st.number_input("Target ε", min_value=0.01, value=4.0, step=0.5, key="plan_target")
+    kwargs = {"target_epsilon": float(target)}
+try:
+    plan = cached_budget(int(n_rows), int(batch), int(epochs), float(delta), accountant, **kwargs)
+except PrivacyError as exc:
+    st.error(str(exc))
+else:
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("ε", f"{plan['epsilon']:.2f}")
+    m2.metric("Noise multiplier σ", f"{plan['noise_multiplier']:.3f}")
+    m3.metric("Steps", f"{plan['steps']:,}")
+    m4.metric("Sample rate q", f"{plan['sample_rate']:.4f}")
+    if rows:
+        expect = [{"method": m, "expected PrivateTest accuracy":
+                   "outside the measured range" if (acc := expected_accuracy(rows, m, plan["epsilon"])) is None
+                   else f"{100 * acc:.1f}%"} for m in methods]
+        st.dataframe(pd.DataFrame(expect), hide_index=True)
+        st.caption("Interpolated in log ε between the sweep's runs of each method, with that method's own recipe "
+                   "(batch size, epochs); a different recipe at the same ε can do better or worse.")
+    else:
+        st.caption("Run the sweep to see the accuracy to expect at this ε.")
