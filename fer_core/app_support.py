@@ -16,6 +16,7 @@ from fer_core.checkpoints import (
     load_checkpoint,
     read_card,
 )
+from fer_core.compare import finite_or_none
 
 
 @st.cache_resource(show_spinner="Loading face detector…")
@@ -167,22 +168,12 @@ def audit_path():
     return Path(env).expanduser() if env else CHECKPOINT_DIR / "results" / "audit.csv"
 
 
-def _audit_float(v) -> float | None:
-    import math
-
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
 def _roc_points(curve) -> dict | None:
     """``{"fpr": [...], "tpr": [...]}`` as floats, or None if ``curve`` is not two equal-length number lists."""
     if not isinstance(curve, dict) or not isinstance(curve.get("fpr"), list) or not isinstance(curve.get("tpr"), list):
         return None
-    fpr = [_audit_float(x) for x in curve["fpr"]]
-    tpr = [_audit_float(x) for x in curve["tpr"]]
+    fpr = [finite_or_none(x) for x in curve["fpr"]]
+    tpr = [finite_or_none(x) for x in curve["tpr"]]
     if len(fpr) != len(tpr) or not fpr or None in fpr or None in tpr:
         return None
     return {"fpr": fpr, "tpr": tpr}
@@ -216,7 +207,7 @@ def audit_results() -> tuple[list[dict], dict]:
             row[k] = (raw.get(k) or "").strip()
         row["private"] = (raw.get("private") or "").strip().lower() in ("true", "1", "yes")
         for k in _AUDIT_FLOATS:
-            row[k] = _audit_float(raw.get(k))
+            row[k] = finite_or_none(raw.get(k))
         rows.append(row)
 
     rocs: dict = {}

@@ -250,7 +250,8 @@ def sweep_rows() -> list[dict]:
     return read_sweep(sweep_path())
 
 
-def _finite(v) -> float | None:
+def finite_or_none(v) -> float | None:
+    """``float(v)`` if that is a finite number, else None (CSV cells: empty, "nan", text)."""
     try:
         f = float(v)
     except (TypeError, ValueError):
@@ -273,14 +274,14 @@ def expected_accuracy(rows: list[dict], method: str, epsilon: float) -> float | 
         Accuracy in [0, 1], or None when ``epsilon`` lies outside the measured range, is not > 0,
         or the method has no usable rows.
     """
-    eps = _finite(epsilon)
+    eps = finite_or_none(epsilon)
     if eps is None or eps <= 0:
         return None
     points: dict[float, list[float]] = {}
     for r in rows:
         if r.get("method") != method:
             continue
-        e, acc = _finite(r.get("epsilon")), _finite(r.get("privatetest_accuracy"))
+        e, acc = finite_or_none(r.get("epsilon")), finite_or_none(r.get("privatetest_accuracy"))
         if e is not None and e > 0 and acc is not None:
             points.setdefault(e, []).append(acc)
     if not points:

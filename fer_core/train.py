@@ -433,6 +433,22 @@ def lineage(card: dict, path: str) -> dict:
     }
 
 
+def evaluate_chosen(cfg: TrainConfig, model_args: dict, ds: FERDataset, out: Path) -> tuple[torch.nn.Module, dict]:
+    """The final evaluation of a finished run: the chosen weights (``out/best.safetensors``) on the
+    selection split and, once, on the test split.
+
+    Returns:
+        ``(model in eval mode, {split: evaluate_split report})``.
+    """
+    final = build_model(cfg.arch, **model_args)
+    final.load_state_dict(load_file(str(out / "best.safetensors")))
+    final.eval()
+    metrics = {cfg.val_split: evaluate_split(final, ds, cfg.val_split)}
+    if cfg.test_split in ds.splits:
+        metrics[cfg.test_split] = evaluate_split(final, ds, cfg.test_split)
+    return final, metrics
+
+
 def main(cfg: TrainConfig, command: str | None = None) -> dict:
     """Train (or resume) a model as configured, then evaluate and export the chosen weights.
 
@@ -556,13 +572,7 @@ def main(cfg: TrainConfig, command: str | None = None) -> dict:
     if not finished:
         return result
 
-    # Final evaluation: PublicTest (selection split) and, once, the test split, for the chosen weights.
-    final = build_model(cfg.arch, **model_args)
-    final.load_state_dict(load_file(str(out / "best.safetensors")))
-    final.eval()
-    metrics = {cfg.val_split: evaluate_split(final, ds, cfg.val_split)}
-    if cfg.test_split in ds.splits:
-        metrics[cfg.test_split] = evaluate_split(final, ds, cfg.test_split)
+    final, metrics = evaluate_chosen(cfg, model_args, ds, out)
     total_elapsed = elapsed_before + time.perf_counter() - t_invocation
     trained_config = frozen
     if state_path.exists():  # the figures of the invocations that trained, not of this one

@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
@@ -39,7 +38,6 @@ from tqdm import tqdm
 from fer_core import EMOTIONS
 from fer_core.augment import AugmentConfig, augment_batch
 from fer_core.checkpoints import save_checkpoint
-from fer_core.evaluate import evaluate_split
 from fer_core.models import build_model, model_arguments, split_for_finetune
 from fer_core.preprocess import to_model_input
 from fer_core.privacy import (
@@ -52,6 +50,7 @@ from fer_core.privacy import (
     spent_epsilon,
 )
 from fer_core.train import (
+    HISTORY_FILE,
     STATE_FILE,
     TrainConfig,
     _atomic_torch_save,
@@ -60,13 +59,12 @@ from fer_core.train import (
     _write_history,
     build_card,
     check_same_run,
+    evaluate_chosen,
     keep_best,
     lr_at,
     make_optimizer,
     select_train_rows,
 )
-
-HISTORY_FILE = "history.csv"
 
 
 def _check_config(cfg: TrainConfig) -> None:
@@ -127,15 +125,20 @@ def _cached_features(cfg: TrainConfig, model_args: dict, sha256: str, prefix: nn
                      val_x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Precomputed prefix outputs, reused within one process when they cannot differ (a sweep).
 
-    Only ScatterNet's prefix qualifies: it has no parameters, so its outputs depend on the data and
-    the architecture alone. A two-stage prefix depends on its stage-1 weights and is recomputed.
+    The frozen prefix is either ScatterNet's scattering (no parameters: its outputs depend on the
+    data and the architecture alone) or a two-stage trunk, whose outputs also depend on the stage-1
+    weights: those are part of the key (the checkpoint's path and its weights file's size and mtime).
     """
-    if cfg.arch != "scatternet":
-        return precompute(prefix, train_x), precompute(prefix, val_x)
-    key = json.dumps([model_args.get("J"), model_args.get("L"), sha256, cfg.dp_method, cfg.train_split,
-                      cfg.val_split, cfg.limit_train, len(train_x)])
+    weights = None
+    if cfg.init_from:
+        from fer_core.checkpoints import WEIGHTS_FILE, resolve
+
+        st = (resolve(cfg.init_from) / WEIGHTS_FILE).stat()
+        weights = [str(resolve(cfg.init_from).resolve()), st.st_size, st.st_mtime_ns]
+    key = json.dumps([cfg.arch, model_args, cfg.trainable, weights, sha256, cfg.dp_method, cfg.train_split,
+                      cfg.val_split, cfg.public_fraction, cfg.public_seed, cfg.limit_train, len(train_x)])
     if key not in _FEATURE_CACHE:
-        _FEATURE_CACHE.clear()  # one set at a time (about 1.5 GB for FER2013)
+        _FEATURE_CACHE.clear()  # one set at a time (about 1.5 GB for FER2013's scattering)
         _FEATURE_CACHE[key] = (precompute(prefix, train_x), precompute(prefix, val_x))
     return _FEATURE_CACHE[key]
 
@@ -381,12 +384,7 @@ def main_private(cfg: TrainConfig, command: str | None = None) -> dict:
     if not finished:
         return result
 
-    final = build_model(cfg.arch, **model_args)
-    final.load_state_dict(load_file(str(out / "best.safetensors")))
-    final.eval()
-    metrics = {cfg.val_split: evaluate_split(final, ds, cfg.val_split)}
-    if cfg.test_split in ds.splits:
-        metrics[cfg.test_split] = evaluate_split(final, ds, cfg.test_split)
+    final, metrics = evaluate_chosen(cfg, model_args, ds, out)
     state = torch.load(state_path, map_location="cpu", weights_only=True)
     steps = sum(int(h[2]) for h in dp.engine.accountant.history)
     privacy = privacy_block(
