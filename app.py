@@ -15,6 +15,7 @@ pages = [
     st.Page("pages/photo.py", title="Photo", icon=":material/photo_camera:"),
     st.Page("pages/video.py", title="Video", icon=":material/movie:"),
     st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
+    st.Page("pages/explorer.py", title="Dataset explorer", icon=":material/dataset:", url_path="dataset-explorer"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
     st.Page("pages/privacy.py", title="Privacy trade-off", icon=":material/shield:"),
     st.Page("pages/audit.py", title="Privacy audit", icon=":material/policy:"),

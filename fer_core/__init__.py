@@ -13,7 +13,13 @@ __version__ = "0.1.0"
 #: FER2013 class ids 0-6, in the order of the dataset's ``emotion``/``label`` column.
 EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
+#: FER+ classes (Barsoum et al. 2016), in the order of the vote columns of ``ferplus_votes``.
+FERPLUS_EMOTIONS: tuple[str, ...] = ("neutral", "happy", "surprise", "sad", "angry", "disgust", "fear", "contempt")
+
+#: Label sets a model can be trained on: name -> class names (index = class id).
+LABEL_SETS: dict[str, tuple[str, ...]] = {"fer2013": EMOTIONS, "ferplus": FERPLUS_EMOTIONS}
+
 #: Emotions the product calls out as negative.
 NEGATIVE_EMOTIONS: frozenset[str] = frozenset({"angry", "disgust", "fear", "sad", "contempt"})
 
-__all__ = ["EMOTIONS", "NEGATIVE_EMOTIONS", "__version__"]
+__all__ = ["EMOTIONS", "FERPLUS_EMOTIONS", "LABEL_SETS", "NEGATIVE_EMOTIONS", "__version__"]

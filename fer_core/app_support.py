@@ -53,7 +53,8 @@ def checkpoint_label(card: dict) -> str:
     priv = card.get("privacy", {})
     privacy = f"ε={priv['epsilon']:g}" if priv.get("private") else "not private"
     acc_s = f"{100 * acc:.1f}%" if acc is not None else "n/a"
-    return f"{card.get('name', '?')} — PrivateTest {acc_s}, {privacy}"
+    labels = "FER+ " if card.get("label_set") == "ferplus" else ""
+    return f"{card.get('name', '?')} — {labels}PrivateTest {acc_s}, {privacy}"
 
 
 def available_checkpoints() -> dict[str, dict]:
@@ -102,10 +103,12 @@ def default_pair(cards: dict[str, dict]) -> tuple[str | None, str | None]:
 def _cached_split_comparison(path_a: str, path_b: str, data_path: str, split: str, max_examples: int) -> dict:
     from fer_core.compare import compare_on_split, example_faces
     from fer_core.data import load_dataset
+    from fer_core.ferplus import with_label_set
 
-    dataset = load_dataset(data_path)
-    result = compare_on_split(cached_checkpoint(path_a), cached_checkpoint(path_b), dataset, split,
-                              max_examples=max_examples)
+    ck_a, ck_b = cached_checkpoint(path_a), cached_checkpoint(path_b)
+    # the rows the models are scored on (FER+ drops some), so that disagreement indices find their faces
+    dataset = with_label_set(load_dataset(data_path), ck_a.card.get("label_set", "fer2013"))
+    result = compare_on_split(ck_a, ck_b, dataset, split, max_examples=max_examples)
     result["faces"] = example_faces(dataset, split, [d["index"] for d in result["disagreements"]], scale=3)
     result["data"] = dataset.source
     return result
@@ -222,3 +225,38 @@ def audit_results() -> tuple[list[dict], dict]:
         if curves:
             rocs[str(model)] = curves
     return rows, rocs
+
+
+@st.cache_resource(show_spinner="Loading the dataset…", max_entries=2)
+def _cached_dataset(path: str, mtime: float):
+    from fer_core.data import load_dataset
+
+    return load_dataset(path)
+
+
+def explorer_dataset(path: str | None = None):
+    """The dataset for the Dataset explorer (cached per file and modification time).
+
+    Args:
+        path: a dataset file or folder; None uses :func:`fer_core.data.default_data_path`.
+
+    Returns:
+        ``(FERDataset or None, message or None)``: a missing or malformed dataset gives a message
+        that says how to get one instead of raising.
+    """
+    from pathlib import Path
+
+    from fer_core.data import DatasetError, default_data_path
+
+    p = Path(path).expanduser() if path else default_data_path()
+    if not p.exists():
+        return None, (
+            f"No dataset at `{p}`. FER2013 with the FER+ votes ships as `../shared/data/fer2013.npz` on the "
+            "project's machines; elsewhere, get Kaggle's `fer2013.csv` (FER2013 challenge, research use only) or "
+            "its image-folder copy, and Microsoft's `fer2013new.csv` (FER+ votes, MIT), then point this page "
+            "(or `FER_DATA`) at the file."
+        )
+    try:
+        return _cached_dataset(str(p), p.stat().st_mtime), None
+    except DatasetError as exc:
+        return None, f"Cannot read this dataset: {exc}"

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fer_core import LABEL_SETS
+
 RMIA_OFFLINE_A = 0.3
 
 
@@ -236,6 +238,11 @@ AUDIT_COLUMNS = ["model", "private", "method", "claimed_epsilon", "delta", "atta
                  "references", "seconds"]
 
 
+def _label_key(dataset) -> str:
+    """Cache-key suffix: empty for FER2013 labels (keeps existing caches valid), else the label set."""
+    return "" if dataset.label_set == "fer2013" else f",{dataset.label_set}"
+
+
 def train_reference_models(dataset, pool: np.ndarray, k: int = 4, epochs: int = 15, seed: int = 0,
                            cache_dir=None, progress: bool = False) -> list:
     """``k`` small reference models, each trained (ordinary recipe) on a seeded half of ``pool``.
@@ -255,18 +262,20 @@ def train_reference_models(dataset, pool: np.ndarray, k: int = 4, epochs: int = 
     from fer_core.models import build_model
     from fer_core.train import TrainConfig, make_optimizer, train_one_epoch
 
-    key = hashlib.sha256(np.asarray(pool, np.int64).tobytes() + f"{k},{epochs},{seed},{dataset.sha256}".encode())
+    key = hashlib.sha256(np.asarray(pool, np.int64).tobytes()
+                         + f"{k},{epochs},{seed},{dataset.sha256}{_label_key(dataset)}".encode())
     cache = Path(cache_dir) / f"refs_{key.hexdigest()[:16]}" if cache_dir else None
     models = []
     rng = np.random.default_rng(seed)
     for r in range(k):
         rows = np.sort(rng.choice(pool, len(pool) // 2, replace=False))
-        model = build_model("resnet", **REFERENCE_ARGS)
+        args = {**REFERENCE_ARGS, "num_classes": len(LABEL_SETS[dataset.label_set])}
+        model = build_model("resnet", **args)
         path = cache / f"ref{r}.safetensors" if cache else None
         if path is not None and path.exists():
             model.load_state_dict(load_file(str(path)))
         else:
-            cfg = TrainConfig(arch="resnet", model_args=REFERENCE_ARGS, epochs=epochs, batch_size=64, lr=0.05,
+            cfg = TrainConfig(arch="resnet", model_args=args, epochs=epochs, batch_size=64, lr=0.05,
                               warmup_epochs=1, ema_decay=0, seed=seed + r, channels_last=False, progress=progress)
             opt = make_optimizer(model, cfg)
             x, y = torch.from_numpy(dataset.images[rows]), torch.from_numpy(dataset.labels[rows])
@@ -301,10 +310,11 @@ def audit_checkpoint(path, data=None, n: int = 2000, n_population: int = 1000, r
 
     from fer_core.checkpoints import load_checkpoint, update_card
     from fer_core.data import load_dataset
+    from fer_core.ferplus import with_label_set
 
     t0 = time.perf_counter()
     ck = load_checkpoint(path)
-    ds = load_dataset(data)
+    ds = with_label_set(load_dataset(data), ck.card.get("label_set", "fer2013"))
     rows = membership_rows(ck.card, ds, n, n_population, seed)
     privacy = ck.card.get("privacy", {})
     delta = privacy.get("delta") or 1e-5

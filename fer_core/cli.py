@@ -43,6 +43,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model-args", default="{}",
                    help='JSON, e.g. \'{"widths": [32, 64, 128, 256], "blocks": [1, 1, 2, 1]}\'')
     _add_recipe_args(p, d)
+    p.add_argument("--label-set", default=d.label_set, choices=["fer2013", "ferplus"],
+                   help="fer2013: the 7 original labels; ferplus: 8 classes from the FER+ votes "
+                   "(Barsoum et al. 2016; needs a .npz with ferplus_votes)")
+    p.add_argument("--target", default=d.target, choices=["majority", "distribution"],
+                   help="train on one class per face, or on the FER+ vote distribution (soft cross-entropy)")
     g = p.add_argument_group("rows and differential privacy")
     g.add_argument("--train-rows", default=d.train_rows, choices=["all", "public"],
                    help="'public': only the declared public share of Training (two-stage stage 1)")
@@ -130,7 +135,7 @@ def _run_train(a: argparse.Namespace) -> int:
         train_rows=a.train_rows, public_fraction=a.public_fraction, public_seed=a.public_seed,
         dp_method=a.dp_method, epsilon=a.epsilon, delta=a.delta, noise_multiplier=a.noise_multiplier,
         max_grad_norm=a.max_grad_norm, accountant=a.accountant, trainable=a.trainable,
-        physical_batch_size=a.physical_batch_size,
+        physical_batch_size=a.physical_batch_size, label_set=a.label_set, target=a.target,
     )
     result = main(cfg, command=_command_line())
     summary = {"out": result["out"], "finished": result["finished"], "best": result["best"],
@@ -167,11 +172,12 @@ def _run_evaluate(a: argparse.Namespace) -> int:
     from fer_core.checkpoints import load_checkpoint
     from fer_core.data import load_dataset
     from fer_core.evaluate import evaluate_split
+    from fer_core.ferplus import with_label_set
 
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     ckpt = load_checkpoint(a.checkpoint)
-    ds = load_dataset(a.data)
+    ds = with_label_set(load_dataset(a.data), ckpt.card.get("label_set", "fer2013"))
     split = a.split
     if split not in ds.splits and ds.splits == ["All"]:
         split = "All"  # a generic .npz without a 'usage' key: evaluate every labelled row

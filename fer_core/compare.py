@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_core import EMOTIONS
+from fer_core import LABEL_SETS
 from fer_core.checkpoints import Checkpoint
 from fer_core.data import FERDataset
 from fer_core.detect import FaceDetector
@@ -59,7 +59,8 @@ def compare_on_split(
     and predictions are the argmax over those classes.
 
     Args:
-        ckpt_a, ckpt_b: loaded checkpoints over FER2013's seven classes (:data:`fer_core.EMOTIONS`).
+        ckpt_a, ckpt_b: loaded checkpoints over the same label set (FER2013's 7 classes, or FER+'s 8:
+            the dataset is then relabelled with :func:`fer_core.ferplus.with_label_set`).
         dataset: from :func:`fer_core.data.load_dataset`.
         split: the split to compare on.
         max_examples: at most this many disagreements are listed (the most confident ones).
@@ -77,12 +78,18 @@ def compare_on_split(
 
     Raises:
         fer_core.data.DatasetError: the split does not exist.
-        ValueError: a checkpoint's classes are not FER2013's seven, or the split is empty.
+        ValueError: the two checkpoints predict different classes, or the split is empty.
     """
-    for ck in (ckpt_a, ckpt_b):
-        if list(ck.classes) != list(EMOTIONS):
-            raise ValueError(f"{ck.name}: compare_on_split needs FER2013's classes {list(EMOTIONS)}, "
-                             f"got {ck.classes}")
+    from fer_core.ferplus import with_label_set
+
+    names = list(ckpt_a.classes)
+    if list(ckpt_b.classes) != names:
+        raise ValueError(f"{ckpt_a.name} predicts {names} but {ckpt_b.name} predicts {list(ckpt_b.classes)}; "
+                         "compare two models of the same label set")
+    label_set = ckpt_a.card.get("label_set", "fer2013")
+    if names != list(LABEL_SETS.get(label_set, ())):
+        raise ValueError(f"{ckpt_a.name}: its classes {names} are not those of its label set {label_set!r}")
+    dataset = with_label_set(dataset, label_set)
     faces, labels = dataset.split(split)
     if len(labels) == 0:
         raise ValueError(f"split {split!r} has no rows")
@@ -91,7 +98,7 @@ def compare_on_split(
     preds, confs = [], []
     for key, ck in (("a", ckpt_a), ("b", ckpt_b)):
         probs = _probs(ck, faces, batch_size)
-        out[key] = _model_summary(classification_report(labels, probs, EMOTIONS, classes=present))
+        out[key] = _model_summary(classification_report(labels, probs, names, classes=present))
         sub = probs[:, present]
         sub = sub / np.clip(sub.sum(axis=1, keepdims=True), 1e-12, None)
         k = sub.argmax(axis=1)
@@ -102,8 +109,8 @@ def compare_on_split(
     out["n_disagree"] = int(len(differ))
     order = differ[np.argsort(-(confs[0][differ] + confs[1][differ]) / 2, kind="stable")][: max(0, max_examples)]
     out["disagreements"] = [
-        {"index": int(i), "true": EMOTIONS[int(labels[i])], "label_a": EMOTIONS[int(preds[0][i])],
-         "label_b": EMOTIONS[int(preds[1][i])], "confidence_a": float(confs[0][i]),
+        {"index": int(i), "true": names[int(labels[i])], "label_a": names[int(preds[0][i])],
+         "label_b": names[int(preds[1][i])], "confidence_a": float(confs[0][i]),
          "confidence_b": float(confs[1][i])}
         for i in order
     ]

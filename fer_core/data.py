@@ -74,6 +74,9 @@ class FERDataset:
         sha256: hex digest of the file (for a folder: of its sorted relative paths and bytes).
         ferplus_votes: optional ``uint8`` array ``(N, 10)`` of FER+ votes.
         match_status: optional ``int8`` array ``(N,)`` (see ``shared/data/README.md``).
+        label_set: which classes ``labels`` index: ``"fer2013"`` (:data:`fer_core.EMOTIONS`) or
+            ``"ferplus"`` (:data:`fer_core.FERPLUS_EMOTIONS`, see :func:`fer_core.ferplus.ferplus_dataset`).
+        soft_labels: optional ``float32 (N, K)`` label distributions (rows sum to 1), e.g. FER+ votes.
     """
 
     images: np.ndarray
@@ -84,6 +87,8 @@ class FERDataset:
     sha256: str
     ferplus_votes: np.ndarray | None = None
     match_status: np.ndarray | None = None
+    label_set: str = "fer2013"
+    soft_labels: np.ndarray | None = None
     _hashes: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -111,6 +116,19 @@ class FERDataset:
         """``(images (n, 48, 48) uint8, labels (n,) int64)`` of one split (see :meth:`indices`)."""
         idx = self.indices(split)
         return self.images[idx], self.labels[idx]
+
+    def soft_split(self, split: str) -> np.ndarray:
+        """``float32 (n, K)`` label distributions of one split (see :meth:`indices`).
+
+        Raises:
+            DatasetError: the dataset has no label distributions (only FER+ provides them).
+        """
+        if self.soft_labels is None:
+            raise DatasetError(
+                f"{self.source} has no label distributions; train on FER+ votes (--label-set ferplus) "
+                "or use --target majority"
+            )
+        return self.soft_labels[self.indices(split)]
 
     def image_hashes(self) -> np.ndarray:
         """One 16-byte BLAKE2b digest per image (``object`` array ``(N,)`` of bytes), cached."""
@@ -149,7 +167,7 @@ class FERDataset:
         return FERDataset(
             images=self.images, labels=self.labels, usage=usage.astype(str), source=self.source,
             format=self.format, sha256=self.sha256, ferplus_votes=self.ferplus_votes,
-            match_status=self.match_status,
+            match_status=self.match_status, label_set=self.label_set, soft_labels=self.soft_labels,
         )
 
 

@@ -15,6 +15,7 @@ def summary_rows(cards: Iterable[dict]) -> list[dict]:
         rows.append({
             "model": c.get("name"),
             "arch": c.get("arch"),
+            "labels": {"ferplus": "FER+ (8)"}.get(c.get("label_set"), "FER2013 (7)"),
             "parameters": c.get("parameters"),
             "MACs": c.get("macs"),
             "private": bool(p.get("private")),

@@ -241,3 +241,49 @@ def audit_roc_figure(rocs: dict, attack: str, title: str = "", floor: float = 1e
                       yaxis_type="log", xaxis_range=[lo, 0], yaxis_range=[lo, 0], height=460,
                       margin={"t": 40 if title else 10}, legend_orientation="h")
     return fig
+
+
+def class_distribution_figure(table, label_set: str = "FER2013") -> go.Figure:
+    """Grouped bars: faces per emotion, one bar per split.
+
+    Args:
+        table: :func:`fer_core.explore.class_distribution`'s long table (pandas DataFrame).
+        label_set: which labels to draw (``FER2013`` or ``FER+``).
+    """
+    sub = table[table["label_set"] == label_set]
+    fig = go.Figure()
+    for split, rows in sub.groupby("split", sort=False):
+        fig.add_trace(go.Bar(x=rows["emotion"], y=rows["count"], name=str(split),
+                             customdata=100 * rows["share"],
+                             hovertemplate="%{x}: %{y} faces (%{customdata:.1f}% of the split)<extra></extra>"))
+    fig.update_layout(barmode="group", title=f"{label_set} labels per split", yaxis_title="faces", height=380,
+                      margin={"t": 40})
+    return fig
+
+
+def agreement_figure(row_share, counts, rows: Sequence[str], columns: Sequence[str]) -> go.Figure:
+    """Heat map of FER2013 labels (rows) against FER+ labels (columns), cells = share of the row.
+
+    Args:
+        row_share: ``float (R, C)`` shares (rows sum to 1); counts: ``int (R, C)`` counts.
+    """
+    text = [[f"{100 * v:.0f}%<br>{int(c)}" for v, c in zip(rv, cv, strict=True)]
+            for rv, cv in zip(row_share, counts, strict=True)]
+    fig = go.Figure(go.Heatmap(
+        z=[list(map(float, r)) for r in row_share], x=list(columns), y=list(rows), text=text, texttemplate="%{text}",
+        colorscale="Greens", zmin=0, zmax=1, colorbar={"title": "share of row"},
+        hovertemplate="FER2013 %{y}<br>FER+ %{x}<br>%{text}<extra></extra>",
+    ))
+    fig.update_layout(xaxis_title="FER+ plurality label", yaxis_title="FER2013 label", yaxis_autorange="reversed",
+                      height=460, margin={"t": 10})
+    return fig
+
+
+def histogram_figure(table, column: str, by: str = "split", title: str = "", nbins: int = 64) -> go.Figure:
+    """Overlaid histograms of one column of a table, one per value of ``by`` (shares, not counts)."""
+    fig = go.Figure()
+    for key, rows in table.groupby(by, sort=False):
+        fig.add_trace(go.Histogram(x=rows[column], name=str(key), histnorm="probability", nbinsx=nbins, opacity=0.6))
+    fig.update_layout(barmode="overlay", title=title, xaxis_title=column, yaxis_title="share of images", height=340,
+                      margin={"t": 40})
+    return fig

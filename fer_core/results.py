@@ -101,9 +101,9 @@ def _fmt_int(n) -> str:
 def models_table(checkpoint_dir: Path = CHECKPOINT_DIR) -> str:
     """Markdown table of every shipped checkpoint, read from the model cards."""
     lines = [
-        "| model | arch | params | MACs | privacy | PublicTest acc | PrivateTest acc | PrivateTest acc (dedup) "
-        "| PrivateTest acc (flip TTA) | macro-F1 | negative-vs-other F1 | ECE | train time |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | labels | arch | params | MACs | privacy | PublicTest acc | PrivateTest acc "
+        "| PrivateTest acc (dedup) | PrivateTest acc (flip TTA) | macro-F1 | negative-vs-other F1 | ECE | train time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for d in list_checkpoints(checkpoint_dir):
         c = read_card(d)
@@ -116,13 +116,18 @@ def models_table(checkpoint_dir: Path = CHECKPOINT_DIR) -> str:
         )
         default = " (default)" if d.name == DEFAULT_CHECKPOINT else ""
         lines.append(
-            f"| `{d.name}`{default} | {c['arch']} | {_fmt_int(c.get('parameters', 0))} | {_fmt_int(c.get('macs', 0))} "
+            f"| `{d.name}`{default} | {LABEL_NAMES.get(c.get('label_set', 'fer2013'), '?')} | {c['arch']} "
+            f"| {_fmt_int(c.get('parameters', 0))} | {_fmt_int(c.get('macs', 0))} "
             f"| {privacy} | {_pct(pub.get('accuracy'))} | **{_pct(priv.get('accuracy'))}** "
             f"| {_pct(priv.get('accuracy_dedup'))} | {_pct(priv.get('accuracy_flip_tta'))} "
             f"| {_pct(priv.get('macro_f1'))} | {_pct(priv.get('negative_vs_other', {}).get('f1'))} "
             f"| {_pct(priv.get('ece'))} | {c.get('wall_time_s', 0) / 60:.0f} min |"
         )
     return "\n".join(lines)
+
+
+LABEL_NAMES = {"fer2013": "FER2013 (7)", "ferplus": "FER+ (8)"}
+FERPLUS_CHECKPOINT = "ferplus_resnet"
 
 
 def per_class_table(name: str = DEFAULT_CHECKPOINT, split: str = "PrivateTest") -> str:
@@ -218,7 +223,8 @@ def _lineage_commands(card: dict) -> str:
 
 def render_results() -> str:
     """The README's generated results section (Markdown), from the model cards and result files."""
-    parts = ["### Shipped models (FER2013, official split; accuracies in %)", "", models_table()]
+    parts = ["### Shipped models (official FER2013 split; accuracies in %, on each model's own labels)", "",
+             models_table()]
     if (CHECKPOINT_DIR / DEFAULT_CHECKPOINT).is_dir():
         card = read_card(CHECKPOINT_DIR / DEFAULT_CHECKPOINT)
         parts += [
@@ -226,6 +232,20 @@ def render_results() -> str:
             f"{card['selection'].get('epoch')}, {card['selection'].get('weights')} weights); produced by",
             "", f"```\n{_lineage_commands(card)}\n```", "",
             "Per class on PrivateTest:", "", per_class_table(),
+        ]
+    if (CHECKPOINT_DIR / FERPLUS_CHECKPOINT).is_dir():
+        card = read_card(CHECKPOINT_DIR / FERPLUS_CHECKPOINT)
+        test = card["metrics"]["PrivateTest"]
+        parts += [
+            "", "### FER+ labels (8 classes incl. contempt; Barsoum et al. 2016)", "",
+            f"`{FERPLUS_CHECKPOINT}`: plurality-vote accuracy on the FER+ test set (FER2013 PrivateTest rows with a "
+            f"FER+ label, n = {test['n']:,}) **{_pct(test['accuracy'])} %** "
+            f"(flip TTA {_pct(test.get('accuracy_flip_tta'))} %, macro-F1 {_pct(test['macro_f1'])} %), "
+            f"chosen on PublicTest (epoch {card['selection'].get('epoch')}, "
+            f"{card['selection'].get('weights')} weights); trained on the vote distribution "
+            f"(target `{card['config'].get('target')}`). Produced by",
+            "", f"```\n{_lineage_commands(card)}\n```", "",
+            "Per class on the FER+ test set:", "", per_class_table(FERPLUS_CHECKPOINT),
         ]
     if ARCH_RESULTS.exists():
         parts += ["", "### Architecture comparison (same recipe and budget)", "", architecture_table()]

@@ -38,7 +38,7 @@ from safetensors.torch import load_file, save_file
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from fer_core import EMOTIONS, __version__
+from fer_core import LABEL_SETS, __version__
 from fer_core.augment import AugmentConfig, augment_batch
 from fer_core.checkpoints import save_checkpoint
 from fer_core.data import FERDataset, load_dataset
@@ -74,6 +74,8 @@ class TrainConfig:
     ema_decay: float = 0.999
     augment: dict = field(default_factory=lambda: dataclasses.asdict(AugmentConfig()))  # {}: none
     seed: int = 0
+    label_set: str = "fer2013"  # "fer2013" (7 classes) or "ferplus" (8 classes, FER+ votes)
+    target: str = "majority"  # "majority" (one class per face) or "distribution" (FER+ vote shares)
     train_split: str = "Training"
     val_split: str = "PublicTest"
     test_split: str = "PrivateTest"
@@ -151,7 +153,8 @@ def train_one_epoch(
     Args:
         model: the plain module (its parameters are updated).
         step_model: what runs the forward pass (``model`` itself or ``torch.compile(model)``).
-        images: ``uint8 (N, 48, 48)`` training faces; labels: ``int64 (N,)``.
+        images: ``uint8 (N, 48, 48)`` training faces; labels: ``int64 (N,)`` class ids, or
+            ``float32 (N, K)`` label distributions (cross-entropy against soft targets, Barsoum et al. 2016).
         epoch: 0-based epoch; seeds the shuffling and augmentation.
 
     Returns:
@@ -192,7 +195,7 @@ def train_one_epoch(
         if ema is not None:
             ema.update_parameters(model)
         loss_sum += float(loss.detach()) * len(y)
-        correct += int((logits.detach().argmax(1) == y).sum())
+        correct += int((logits.detach().argmax(1) == (y if y.ndim == 1 else y.argmax(1))).sum())
         seen += len(y)
         if i % 20 == 0:
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", lr=f"{lr:.4f}")
@@ -320,15 +323,21 @@ def select_train_rows(cfg: TrainConfig, ds: FERDataset) -> tuple[np.ndarray, np.
     ``public_seed``, so the two shares are disjoint. ``limit_train`` then keeps the first N rows.
 
     Returns:
-        ``(images uint8 (n, 48, 48), labels int64 (n,), rows)``; ``rows`` describes the choice for
-        the model card (``train_rows``, ``public_fraction``, ``public_seed``, ``description``).
+        ``(images uint8 (n, 48, 48), targets, rows)``; ``targets`` are ``int64 (n,)`` class ids, or
+        ``float32 (n, K)`` label distributions with ``target="distribution"``; ``rows`` describes the
+        choice for the model card (``train_rows``, ``public_fraction``, ``public_seed``, ``description``).
 
     Raises:
-        ValueError: an unknown ``train_rows`` or fewer rows than one batch.
+        ValueError: an unknown ``train_rows`` or ``target``, or fewer rows than one batch.
+        fer_core.data.DatasetError: ``target="distribution"`` on data without label distributions.
     """
     from fer_core.privacy import public_private_split
 
     images, labels = ds.split(cfg.train_split)
+    if cfg.target == "distribution":
+        labels = ds.soft_split(cfg.train_split)
+    elif cfg.target != "majority":
+        raise ValueError(f"unknown target {cfg.target!r}; choose 'majority' or 'distribution'")
     which = "private" if cfg.dp_method == "two-stage" else cfg.train_rows
     if which not in ("all", "public", "private"):
         raise ValueError(f"unknown train_rows {which!r}; choose 'all' or 'public'")
@@ -352,8 +361,22 @@ def select_train_rows(cfg: TrainConfig, ds: FERDataset) -> tuple[np.ndarray, np.
     return images, labels, rows
 
 
+def class_names(cfg: TrainConfig) -> tuple[str, ...]:
+    """The classes a run trains (its label set's names; index = class id).
+
+    Raises:
+        ValueError: an unknown ``label_set``.
+    """
+    if cfg.label_set not in LABEL_SETS:
+        raise ValueError(f"unknown label set {cfg.label_set!r}; choose one of {', '.join(LABEL_SETS)}")
+    return LABEL_SETS[cfg.label_set]
+
+
 def _load_data(cfg: TrainConfig) -> FERDataset:
-    ds = load_dataset(cfg.data)
+    from fer_core.ferplus import with_label_set
+
+    class_names(cfg)
+    ds = with_label_set(load_dataset(cfg.data), cfg.label_set)
     if cfg.val_split not in ds.splits:
         ds = ds.with_validation(cfg.val_fraction, cfg.seed, name=cfg.val_split)
     return ds
@@ -382,8 +405,8 @@ def build_card(
         "model_args": model_args,
         "parameters": count_parameters(model),
         "macs": count_macs(model),
-        "classes": list(EMOTIONS),
-        "label_set": "fer2013",
+        "classes": list(class_names(cfg)),
+        "label_set": cfg.label_set,
         "preprocessing": preprocessing_spec(MEAN, STD),
         "config": trained_config,
         "data": {
@@ -428,6 +451,7 @@ def lineage(card: dict, path: str) -> dict:
         "resumed_with": card.get("resumed_with", []), "data_sha256": card.get("data", {}).get("sha256"),
         "train_rows": card.get("data", {}).get("train_rows", "all"), "epochs": card.get("config", {}).get("epochs"),
         "wall_time_s": card.get("wall_time_s"), "hardware": card.get("hardware"),
+        "classes": card.get("classes"), "label_set": card.get("label_set", "fer2013"),
         "selection": card.get("selection"), "privatetest_accuracy": test.get("accuracy"),
         "created": card.get("created"), "init_from": card.get("init_from"),
     }
@@ -443,10 +467,41 @@ def evaluate_chosen(cfg: TrainConfig, model_args: dict, ds: FERDataset, out: Pat
     final = build_model(cfg.arch, **model_args)
     final.load_state_dict(load_file(str(out / "best.safetensors")))
     final.eval()
-    metrics = {cfg.val_split: evaluate_split(final, ds, cfg.val_split)}
+    names = class_names(cfg)
+    metrics = {cfg.val_split: evaluate_split(final, ds, cfg.val_split, class_names=names)}
     if cfg.test_split in ds.splits:
-        metrics[cfg.test_split] = evaluate_split(final, ds, cfg.test_split)
+        metrics[cfg.test_split] = evaluate_split(final, ds, cfg.test_split, class_names=names)
     return final, metrics
+
+
+def init_weights(model: torch.nn.Module, cfg: TrainConfig, model_args: dict) -> list[str]:
+    """Start ``model`` from ``cfg.init_from``'s weights (fine-tuning).
+
+    The architecture and its arguments must match, except ``num_classes``: a checkpoint trained on
+    another label set (e.g. FER2013's 7 classes, fine-tuned to FER+'s 8) gives every tensor but the
+    classifier's, which keeps its fresh initialisation.
+
+    Returns:
+        Names of the tensors left freshly initialised (empty when every shape matched).
+
+    Raises:
+        ValueError: another architecture or other arguments than ``num_classes``.
+    """
+    from fer_core.checkpoints import load_checkpoint
+
+    init = load_checkpoint(cfg.init_from)
+    theirs = {k: v for k, v in init.card["model_args"].items() if k != "num_classes"}
+    ours = {k: v for k, v in model_args.items() if k != "num_classes"}
+    if init.card["arch"] != cfg.arch or theirs != ours:
+        raise ValueError(
+            f"--init-from {cfg.init_from} is a {init.card['arch']} with {init.card['model_args']}; "
+            f"this run builds a {cfg.arch} with {model_args}"
+        )
+    own = model.state_dict()
+    source = init.model.state_dict()
+    fresh = [k for k in own if k not in source or source[k].shape != own[k].shape]
+    model.load_state_dict({k: v for k, v in source.items() if k not in fresh}, strict=False)
+    return fresh
 
 
 def main(cfg: TrainConfig, command: str | None = None) -> dict:
@@ -483,21 +538,13 @@ def main(cfg: TrainConfig, command: str | None = None) -> dict:
     val_x, val_y = ds.split(cfg.val_split)
     train_x_t, train_y_t = torch.from_numpy(train_x), torch.from_numpy(train_y)
 
-    model_args = model_arguments(cfg.arch, **{"num_classes": len(EMOTIONS), **cfg.model_args})
+    model_args = model_arguments(cfg.arch, **{"num_classes": len(class_names(cfg)), **cfg.model_args})
     model = build_model(cfg.arch, **model_args)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.to(device)
     if cfg.init_from:
-        from fer_core.checkpoints import load_checkpoint
-
-        init = load_checkpoint(cfg.init_from)
-        if init.card["arch"] != cfg.arch or init.card["model_args"] != model_args:
-            raise ValueError(
-                f"--init-from {cfg.init_from} is a {init.card['arch']} with {init.card['model_args']}; "
-                f"this run builds a {cfg.arch} with {model_args}"
-            )
-        model.load_state_dict(init.model.state_dict())
+        init_weights(model, cfg, model_args)
     optimizer = make_optimizer(model, cfg)
     ema = (
         AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)

@@ -35,7 +35,6 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from fer_core import EMOTIONS
 from fer_core.augment import AugmentConfig, augment_batch
 from fer_core.checkpoints import save_checkpoint
 from fer_core.models import build_model, model_arguments, split_for_finetune
@@ -59,6 +58,7 @@ from fer_core.train import (
     _write_history,
     build_card,
     check_same_run,
+    class_names,
     evaluate_chosen,
     keep_best,
     lr_at,
@@ -79,6 +79,8 @@ def _check_config(cfg: TrainConfig) -> None:
             "two-stage needs its stage-1 model: train one on the public share (--train-rows public) "
             "and pass it with --init-from"
         )
+    if cfg.target != "majority":
+        raise PrivacyError("private runs train on one label per face; use --target majority")
     if cfg.train_rows != "all":
         raise PrivacyError("private runs choose their rows themselves (two-stage: the private share); "
                            "leave --train-rows at 'all'")
@@ -268,7 +270,7 @@ def main_private(cfg: TrainConfig, command: str | None = None) -> dict:
         raise PrivacyError(f"delta={cfg.delta} is not below 1/N = {1.0 / n:.2e} for {n} private rows")
     val_x, val_y = ds.split(cfg.val_split)
 
-    model_args = model_arguments(cfg.arch, **{"num_classes": len(EMOTIONS), **cfg.model_args})
+    model_args = model_arguments(cfg.arch, **{"num_classes": len(class_names(cfg)), **cfg.model_args})
     model = build_model(cfg.arch, **model_args)
     if cfg.init_from:
         from fer_core.checkpoints import load_checkpoint

@@ -9,7 +9,8 @@ st.title("Privacy-conscious facial emotion recognition")
 st.markdown(
     f"""
 This app recognises the emotion on each face — **{", ".join(EMOTIONS)}** — with models trained on
-FER2013, and calls out the negative ones (**{", ".join(sorted(e for e in NEGATIVE_EMOTIONS if e in EMOTIONS))}**).
+FER2013 (FER+ models add **contempt**, from FER+'s 10-annotator votes), and calls out the negative ones
+(**{", ".join(sorted(NEGATIVE_EMOTIONS))}**).
 
 **How privacy is protected**
 
