@@ -19,6 +19,7 @@ pages = [
     st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
     st.Page("pages/privacy.py", title="Privacy trade-off", icon=":material/shield:"),
     st.Page("pages/audit.py", title="Privacy audit", icon=":material/policy:"),
+    st.Page("pages/benchmarks.py", title="Benchmarks", icon=":material/speed:", url_path="benchmarks"),
 ]
 nav = st.navigation(pages)
 

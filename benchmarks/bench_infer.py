@@ -7,15 +7,15 @@ Figures (medians over ``--repeat`` runs after a warm-up):
   ms_12mp_10faces  JPEG bytes of a 4000x3000 photo with ten faces -> faces with emotions (decode included)
   detector_ms      YuNet on the decoded 1 MP photo
   faces_per_s      classifier throughput on batches of 64 aligned 48x48 faces
-The photos are made from the shipped sample portrait (public domain).
+The photos are made from the shipped sample portrait (public domain), by ``fer_core.bench`` (the
+module behind ``python -m fer_core bench`` and the app's Benchmarks page, which time the classifier at
+batch 1 and 64 and the 1 MP photo within a time budget for every model).
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import platform
 import statistics
 import sys
 import time
@@ -23,31 +23,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
+from fer_core.bench import benchmark_photo, group_photo, machine_info  # noqa: E402
 from fer_core.checkpoints import load_checkpoint  # noqa: E402
 from fer_core.detect import FaceDetector  # noqa: E402
 from fer_core.images import load_image  # noqa: E402
-from fer_core.infer import SAMPLE_PHOTO, analyze_photo, classify_faces  # noqa: E402
-
-
-def jpeg(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
-
-
-def make_photos() -> tuple[bytes, bytes]:
-    portrait = Image.fromarray(load_image(SAMPLE_PHOTO))
-    one = jpeg(portrait.resize((1000, 1000), Image.BICUBIC))
-    face = portrait.crop((110, 10, 340, 260)).resize((330, 360), Image.BICUBIC)
-    canvas = Image.new("RGB", (4000, 3000), (190, 195, 200))
-    for i in range(10):
-        tile = face if i % 2 else face.transpose(Image.FLIP_LEFT_RIGHT)
-        canvas.paste(tile, (150 + (i % 5) * 760, 500 + (i // 5) * 1200))
-    return one, jpeg(canvas)
+from fer_core.infer import analyze_photo, classify_faces  # noqa: E402
 
 
 def median_ms(fn, repeat: int) -> float:
@@ -74,7 +57,7 @@ def main() -> None:
     if a.compile:
         ckpt.model = torch.compile(ckpt.model)
     det = FaceDetector("yunet")
-    one, twelve = make_photos()
+    one, twelve = benchmark_photo(), group_photo()
     n1 = len(analyze_photo(one, "1mp.jpg", ckpt, det).records)
     n10 = len(analyze_photo(twelve, "12mp.jpg", ckpt, det).records)
     rgb1 = load_image(one)
@@ -89,7 +72,7 @@ def main() -> None:
         "model": ckpt.name,
         "threads": a.threads,
         "compiled": a.compile,
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": machine_info()["cpu"],
         "torch": torch.__version__,
     }
     if a.json:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m fer_core {train,evaluate,predict,compare-archs,report} --help``."""
+"""Command line: ``python -m fer_core {train,evaluate,predict,compare-archs,sweep,audit,bench,report} --help``."""
 
 from __future__ import annotations
 

@@ -6,6 +6,8 @@ mode with gradients off). Pages import from here instead of touching torch direc
 
 from __future__ import annotations
 
+import threading
+
 import streamlit as st
 
 from fer_core.checkpoints import (
@@ -260,3 +262,58 @@ def explorer_dataset(path: str | None = None):
         return _cached_dataset(str(p), p.stat().st_mtime), None
     except DatasetError as exc:
         return None, f"Cannot read this dataset: {exc}"
+
+
+# --- live benchmark ------------------------------------------------------------------------------------------------
+
+#: The most seconds one live benchmark may take on the server (models x budget per model).
+LIVE_BENCH_MAX_S = 120.0
+
+
+class BenchmarkBusy(RuntimeError):
+    """Another session of this server is running a live benchmark; try again when it is done."""
+
+
+@st.cache_resource
+def bench_lock() -> threading.Lock:
+    """One lock per server process, so that at most one session runs a live benchmark at a time."""
+    return threading.Lock()
+
+
+def live_benchmark(paths: list[str], budget_s: float, progress=None) -> dict:
+    """:func:`fer_core.bench.measure_models` on the cached checkpoints and detector, on one torch thread.
+
+    At most one session runs it at a time (:func:`bench_lock`, never waited for), and it runs in the
+    calling session's own script thread on one core, so the other sessions keep being served.
+
+    Args:
+        paths: checkpoint folders (keys of :func:`available_checkpoints`).
+        budget_s: seconds per model (> 0); ``len(paths) * budget_s`` must not exceed
+            :data:`LIVE_BENCH_MAX_S`.
+        progress: optional ``progress(fraction, text)`` callback.
+
+    Returns:
+        ``{"machine": fer_core.bench.machine_info() (threads = 1), "results": [measure_model's dict, ...]}``.
+
+    Raises:
+        BenchmarkBusy: another session is running a benchmark.
+        ValueError: no model, a budget that is not positive, or a run longer than LIVE_BENCH_MAX_S.
+    """
+    from fer_core.bench import machine_info, measure_models
+
+    if not paths:
+        raise ValueError("choose at least one model to benchmark")
+    if not budget_s > 0:
+        raise ValueError(f"the time budget must be a positive number of seconds, got {budget_s}")
+    if len(paths) * budget_s > LIVE_BENCH_MAX_S:
+        raise ValueError(f"{len(paths)} models x {budget_s:g} s is more than {LIVE_BENCH_MAX_S:g} s: "
+                         "choose fewer models or a smaller budget")
+    lock = bench_lock()
+    if not lock.acquire(blocking=False):
+        raise BenchmarkBusy("another session is running a benchmark on this server; try again when it is done")
+    try:
+        ckpts = [cached_checkpoint(p) for p in paths]
+        results = measure_models(ckpts, budget_s, threads=1, progress=progress, detector=cached_detector())
+        return {"machine": {**machine_info(), "threads": 1}, "results": results}
+    finally:
+        lock.release()

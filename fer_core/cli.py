@@ -404,6 +404,65 @@ def _run_audit(a: argparse.Namespace) -> int:
     return 0
 
 
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="inference speed of checkpoints on this machine (faces/s at batch 1 and 64, photo ms)",
+        description="Times each checkpoint on this machine within a time budget: classifier throughput at "
+        "batch 1 and batch 64 (faces/s) and a 1 MP photo with one face end to end (ms; decode, YuNet, "
+        "alignment, classification, annotation); medians after a warm-up. The app's Benchmarks page runs "
+        "the same code. --write stores the figures in checkpoints/results/speed.csv (the committed "
+        "figures the page and the README show).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--checkpoint", nargs="+", help="checkpoints to time (default: every shipped one)")
+    p.add_argument("--budget-s", type=float, default=3.0,
+                   help="seconds per checkpoint, shared by the three measurements")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (the app uses 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON object: machine and one result per model")
+    p.add_argument("--write", action="store_true",
+                   help="write the figures to --results (rows of other models are kept)")
+    p.add_argument("--results", help="speed CSV for --write (default checkpoints/results/speed.csv)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def _run_bench(a: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from fer_core.bench import SPEED_RESULTS, describe_machine, machine_info, measure_models, write_speed
+    from fer_core.checkpoints import list_checkpoints, load_checkpoint
+
+    if not a.budget_s > 0:  # also rejects NaN
+        raise ValueError(f"--budget-s must be a positive number of seconds, got {a.budget_s}")
+    if a.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {a.threads}")
+    paths = a.checkpoint or [str(p) for p in list_checkpoints()]
+    if not paths:
+        raise ValueError("no checkpoint to time: none in checkpoints/ and no --checkpoint given")
+    ckpts = [load_checkpoint(p) for p in paths]  # fail on a bad path before any timing
+    with tqdm(total=100, unit="%", disable=a.no_progress, file=sys.stderr,
+              bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as bar:
+        def progress(fraction: float, text: str) -> None:
+            bar.set_description(text, refresh=False)
+            bar.update(round(100 * fraction) - bar.n)
+
+        results = measure_models(ckpts, a.budget_s, a.threads, progress=progress)
+    machine = {**machine_info(), "threads": a.threads}
+    if a.write:
+        write_speed(results, machine, a.results or SPEED_RESULTS, command=_command_line())
+    if a.json:
+        print(json.dumps({"machine": machine, "results": results}, indent=2))
+        return 0
+    print(f"machine: {describe_machine(machine)}")
+    print(f"  {'model':<26}{'faces/s b1':>12}{'faces/s b64':>13}{'photo ms':>10}")
+    for r in results:
+        print(f"  {r['model']:<26}{r['faces_per_s_batch1']:>12.0f}{r['faces_per_s_batch64']:>13.0f}"
+              f"{r['photo_ms']:>10.1f}")
+    if a.write:
+        print(f"written to {a.results or SPEED_RESULTS}")
+    return 0
+
+
 def _add_report(sub: argparse._SubParsersAction) -> None:
     sub.add_parser(
         "report",
@@ -432,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare(sub)
     _add_sweep(sub)
     _add_audit(sub)
+    _add_bench(sub)
     _add_report(sub)
     return parser
 
@@ -441,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parser.parse_args(argv)
     handlers = {"train": _run_train, "evaluate": _run_evaluate, "predict": _run_predict,
                 "compare-archs": _run_compare, "sweep": _run_sweep, "audit": _run_audit,
-                "report": _run_report}
+                "bench": _run_bench, "report": _run_report}
     try:
         return handlers[a.command](a)
     except (DatasetError, CheckpointError, ValueError, OSError) as exc:

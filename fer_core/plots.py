@@ -286,4 +286,48 @@ def histogram_figure(table, column: str, by: str = "split", title: str = "", nbi
         fig.add_trace(go.Histogram(x=rows[column], name=str(key), histnorm="probability", nbinsx=nbins, opacity=0.6))
     fig.update_layout(barmode="overlay", title=title, xaxis_title=column, yaxis_title="share of images", height=340,
                       margin={"t": 40})
+
+
+def benchmark_scatter_figure(rows: Sequence[dict], x: str, y: str = "PrivateTest accuracy", group: str = "method",
+                             log_x: bool = False, x_title: str | None = None, y_title: str | None = None,
+                             reference_lines: bool = False, symbols: dict | None = None,
+                             title: str = "") -> go.Figure:
+    """Scatter of one column of the Benchmarks table against another, one trace per group, names on hover.
+
+    Args:
+        rows: table rows (:func:`fer_core.bench.benchmark_rows`) with ``model`` and the columns ``x``,
+            ``y`` and ``group``; ``y`` is a share in [0, 1] (drawn as a percentage).
+        x, y: the columns to draw. Rows without a finite ``y`` are skipped; rows without a finite
+            (and, with ``log_x``, positive) ``x`` are skipped, or drawn as dashed horizontal lines at
+            their ``y`` labelled with the model's name when ``reference_lines`` is set (non-private
+            models on an ε axis).
+        group: the column that names each row's trace (e.g. ``method``).
+        log_x: logarithmic x-axis.
+        symbols: optional ``{group: plotly marker symbol}`` (e.g. ``"circle-open"`` for live figures).
+    """
+    fig = go.Figure()
+    drawn, lines = {}, []
+    for r in rows:
+        xv, yv = _num(r.get(x)), _num(r.get(y))
+        if yv is None:
+            continue
+        if xv is None or (log_x and xv <= 0):
+            if reference_lines:
+                lines.append((str(r.get("model")), yv))
+            continue
+        drawn.setdefault(str(r.get(group)), []).append((xv, yv, str(r.get("model"))))
+    for name, pts in drawn.items():
+        pts.sort()
+        fig.add_trace(go.Scatter(
+            x=[p[0] for p in pts], y=[p[1] for p in pts], mode="markers", name=name, text=[p[2] for p in pts],
+            marker={"size": 11, "symbol": (symbols or {}).get(name, "circle")},
+            hovertemplate=f"%{{text}}<br>{x_title or x}: %{{x:.4g}}<br>{y_title or y}: %{{y:.1%}}"
+                          "<extra>%{fullData.name}</extra>",
+        ))
+    for model, yv in lines:
+        fig.add_hline(y=yv, line_dash="dash", line_color="gray", annotation_text=model,
+                      annotation_position="bottom right")
+    fig.update_layout(title=title, xaxis_title=x_title or x, yaxis_title=y_title or y, yaxis_tickformat=".0%",
+                      xaxis_type="log" if log_x else "linear", height=460, margin={"t": 40 if title else 10},
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0})
     return fig

@@ -210,6 +210,42 @@ def audit_table(path: Path = AUDIT_RESULTS) -> str:
     return "\n".join(lines)
 
 
+def benchmarks_table(checkpoint_dir: Path = CHECKPOINT_DIR, audit_path: Path = AUDIT_RESULTS,
+                     speed_path: Path | None = None) -> str:
+    """Markdown version of the app's Benchmarks table: every shipped model's privacy, PrivateTest accuracy,
+    audit AUC and speed, from the model cards, ``audit.csv`` and ``speed.csv``
+    (:func:`fer_core.bench.benchmark_rows`), followed by the machine(s) the speed was measured on."""
+    from fer_core.bench import SPEED_RESULTS, benchmark_rows, describe_machine, read_speed
+
+    audit = []
+    if Path(audit_path).exists():
+        with open(audit_path, newline="") as fh:
+            audit = list(csv.DictReader(fh))
+    speed = read_speed(speed_path or SPEED_RESULTS)
+    rows = benchmark_rows([read_card(d) for d in list_checkpoints(checkpoint_dir)], audit, speed)
+
+    def num(v, spec: str) -> str:
+        return "–" if v is None else format(v, spec)
+
+    lines = [
+        "| model | arch | label set | privacy | PrivateTest acc | macro-F1 | audit AUC (RMIA) | faces/s, batch 1 "
+        "| faces/s, batch 64 | 1 MP photo, ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| `{r['model']}` | {r['arch']} | {r['label set']} | {r['privacy']} | {_pct(r['PrivateTest accuracy'])} "
+            f"| {_pct(r['PrivateTest macro-F1'])} | {num(r['audit AUC (RMIA)'], '.3f')} "
+            f"| {num(r['faces/s batch 1'], '.0f')} | {num(r['faces/s batch 64'], '.0f')} "
+            f"| {num(r['photo ms'], '.1f')} |"
+        )
+    machines = sorted({(describe_machine(r), r["measured"][:10], r["command"]) for r in speed})
+    if machines:
+        lines += ["", "Speed (one torch thread unless the command says otherwise) measured on "
+                  + "; ".join(f"{m}, {d}, with `{c}`" for m, d, c in machines) + "."]
+    return "\n".join(lines)
+
+
 def _lineage_commands(card: dict) -> str:
     """The commands that produced a checkpoint, its ancestors' first (``init_from`` chain)."""
     chain, parent = [], card.get("init_from")
@@ -255,6 +291,10 @@ def render_results() -> str:
         parts += ["", "### Privacy/accuracy trade-off (DP-SGD sweep, δ = 1e-5)", "", sweep_table()]
     if AUDIT_RESULTS.exists():
         parts += ["", "### Membership-inference audit", "", audit_table()]
+    parts += ["", "### Benchmarks: every model side by side", "",
+              "The app's [Benchmarks page](http://localhost:8501/benchmarks) (`streamlit run app.py`) shows this "
+              "table with every metric, filters, scatter plots, and re-measures the speed on your machine.", "",
+              benchmarks_table()]
     return "\n".join(parts) + "\n"
 
 
