@@ -30,7 +30,7 @@ from fer_core.bench import benchmark_photo, group_photo, machine_info  # noqa: E
 from fer_core.checkpoints import load_checkpoint  # noqa: E402
 from fer_core.detect import FaceDetector  # noqa: E402
 from fer_core.images import load_image  # noqa: E402
-from fer_core.infer import analyze_photo, classify_faces  # noqa: E402
+from fer_core.infer import analyze_photo, classify_faces, compiled  # noqa: E402
 
 
 def median_ms(fn, repeat: int) -> float:
@@ -55,7 +55,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     ckpt = load_checkpoint(a.checkpoint)
     if a.compile:
-        ckpt.model = torch.compile(ckpt.model)
+        ckpt = compiled(ckpt)
     det = FaceDetector("yunet")
     one, twelve = benchmark_photo(), group_photo()
     n1 = len(analyze_photo(one, "1mp.jpg", ckpt, det).records)

@@ -224,6 +224,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detector", default="yunet", choices=["yunet", "haar"])
     p.add_argument("--every", type=int, default=5, help="videos: analyse every n-th frame")
     p.add_argument("--faces", action="store_true", help="inputs are already cropped faces (no detection)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the classifier first (~20-40 s once, then ~1.5x faster batches: long videos, "
+                   "many photos)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
 
 
 def _blur_target(out: str, src: str, n_inputs: int, suffix: str) -> Path:
@@ -240,7 +244,18 @@ def _run_predict(a: argparse.Namespace) -> int:
     from fer_core.checkpoints import load_checkpoint
     from fer_core.images import ImageError, encode_png
 
+    if a.threads > 0:
+        import torch
+
+        torch.set_num_threads(a.threads)
     ckpt = load_checkpoint(a.checkpoint)
+    if a.compile:
+        from fer_core.infer import compiled
+
+        try:
+            ckpt = compiled(ckpt)
+        except RuntimeError as exc:
+            raise SystemExit(f"error: {exc}") from None
     records: list[dict] = []
     failed = 0
     if a.faces:
