@@ -14,6 +14,7 @@ pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/photo.py", title="Photo", icon=":material/photo_camera:"),
     st.Page("pages/video.py", title="Video", icon=":material/movie:"),
+    st.Page("pages/webcam.py", title="Webcam", icon=":material/videocam:", url_path="webcam"),
     st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
     st.Page("pages/explorer.py", title="Dataset explorer", icon=":material/dataset:", url_path="dataset-explorer"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),

@@ -22,11 +22,12 @@ from fer_core.compare import finite_or_none
 
 
 @st.cache_resource(show_spinner="Loading face detector…")
-def cached_detector(kind: str = "yunet"):
-    """A shared :class:`fer_core.detect.FaceDetector` (thread-safe), created once per process."""
+def cached_detector(kind: str = "yunet", max_side: int = 640):
+    """A shared :class:`fer_core.detect.FaceDetector` (thread-safe), created once per process and
+    per ``(kind, max_side)`` (the live webcam detects on a smaller copy than photos)."""
     from fer_core.detect import FaceDetector
 
-    return FaceDetector(kind)
+    return FaceDetector(kind, max_side=max_side)
 
 
 @st.cache_resource(show_spinner="Loading model…")
@@ -317,3 +318,41 @@ def live_benchmark(paths: list[str], budget_s: float, progress=None) -> dict:
         return {"machine": {**machine_info(), "threads": 1}, "results": results}
     finally:
         lock.release()
+
+
+def webrtc_configuration() -> dict:
+    """:func:`fer_core.live.rtc_configuration` from the environment and the ``[webrtc]`` section of
+    ``.streamlit/secrets.toml`` (absent secrets are fine: no ICE server, which suits localhost).
+
+    Raises:
+        ValueError: as ``rtc_configuration`` (a malformed STUN/TURN setting).
+    """
+    from fer_core.live import rtc_configuration
+
+    try:
+        section = st.secrets.get("webrtc") if "webrtc" in st.secrets else None
+    except (FileNotFoundError, OSError, KeyError, ValueError):  # no secrets.toml, or an unreadable one
+        section = None
+    return rtc_configuration(secrets=dict(section) if section else None)
+
+
+def session_live_analyzer(checkpoint: Checkpoint, detector, **settings):
+    """This browser session's :class:`fer_core.live.LiveAnalyzer` (created on first use and kept in
+    ``st.session_state``, so every session has its own face state and result queue), set to
+    ``checkpoint``, ``detector`` and ``settings`` (``LiveAnalyzer.configure``'s keywords)."""
+    from fer_core.live import LiveAnalyzer
+
+    analyzer = st.session_state.get("_live_analyzer")
+    if analyzer is None:
+        analyzer = LiveAnalyzer(checkpoint, detector, **settings)
+        st.session_state["_live_analyzer"] = analyzer
+    else:
+        analyzer.configure(checkpoint=checkpoint, detector=detector, **settings)
+    return analyzer
+
+
+def session_live_timeline():
+    """This browser session's :class:`fer_core.live.LiveTimeline` (kept in ``st.session_state``)."""
+    from fer_core.live import LiveTimeline
+
+    return st.session_state.setdefault("_live_timeline", LiveTimeline())

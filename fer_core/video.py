@@ -1,8 +1,9 @@
 """Video analysis in memory: decode with PyAV from bytes, analyse every n-th frame, track faces,
 and encode an annotated H.264 MP4 back into bytes. No frame touches the disk.
 
-Tracking is greedy IoU matching of boxes between analysed frames (a face keeps its track id while
-its box overlaps the previous one by IoU >= 0.3), enough for the per-face emotion timeline.
+Tracking is greedy IoU matching of boxes between analysed frames (:func:`fer_core.tracking.assign_tracks`:
+a face keeps its track id while its box overlaps the previous one by IoU >= 0.3), enough for the
+per-face emotion timeline.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fer_core.checkpoints import Checkpoint
 from fer_core.detect import FaceDetector
 from fer_core.infer import analyze_image
 from fer_core.overlay import annotate
+from fer_core.tracking import assign_tracks
 
 MAX_BYTES = 200 * 1024 * 1024
 MAX_DURATION_S = 120.0
@@ -51,30 +53,6 @@ class VideoResult:
     def summary(self) -> dict:
         """Per-track and dominant-face summary: share of analysed frames in each emotion, negative share."""
         return summarize_timeline(self.timeline)
-
-
-def _iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    ix = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    iy = max(0, min(ay + ah, by + bh) - max(ay, by))
-    inter = ix * iy
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
-
-
-def _assign_tracks(prev: dict[int, list[int]], boxes: list[list[int]], next_id: int) -> tuple[list[int], int]:
-    ids: list[int] = []
-    free = dict(prev)
-    for box in boxes:
-        best = max(free.items(), key=lambda kv: _iou(kv[1], box), default=None)
-        if best is not None and _iou(best[1], box) >= 0.3:
-            ids.append(best[0])
-            del free[best[0]]
-        else:
-            ids.append(next_id)
-            next_id += 1
-    return ids, next_id
 
 
 def summarize_timeline(timeline: list[dict]) -> dict:
@@ -170,7 +148,7 @@ def analyze_video(
             rgb = frame.to_ndarray(format="rgb24")
             if i % every_n == 0:
                 records = analyze_image(rgb, checkpoint, detector)
-                ids, next_id = _assign_tracks(tracks, [r["box"] for r in records], next_id)
+                ids, next_id = assign_tracks(tracks, [r["box"] for r in records], next_id)
                 tracks = {tid: r["box"] for tid, r in zip(ids, records, strict=True)}
                 for tid, r in zip(ids, records, strict=True):
                     r["track"] = tid

@@ -88,3 +88,14 @@ def test_video_page_bad_file(app):
     app.get("file_uploader")[0].set_value(("broken.mp4", b"\x00" * 1000, "video/mp4")).run()
     assert not app.exception
     assert any("could not be analysed" in e.value for e in app.error)
+
+
+# The Webcam page's stream needs a live Streamlit runtime (streamlit-webrtc asks the session
+# manager for the session), which AppTest lacks: tests/e2e/ opens it in Chromium with a fake camera.
+def test_webcam_page_reports_bad_turn_settings(app, monkeypatch):
+    monkeypatch.setenv("FER_TURN_URLS", "turn:turn.example.org:3478")  # no username/credential
+    monkeypatch.delenv("FER_TURN_USERNAME", raising=False)
+    app.run()
+    app.switch_page("pages/webcam.py").run()
+    assert not app.exception
+    assert any("STUN/TURN settings are not valid" in e.value for e in app.error)

@@ -10,6 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -87,6 +88,19 @@ def test_video_pipeline_writes_nothing(random_ckpt):
     with NoWrites():
         res = analyze_video(data, random_ckpt, detector, every_n=2, blur=True)
     assert res.video and len(res.timeline) == 5
+
+
+def test_live_pipeline_writes_nothing(random_ckpt):
+    from fer_core.live import LIVE_DETECTOR_SIDE, LiveAnalyzer
+    from fer_core.scenes import face_clip
+
+    analyzer = LiveAnalyzer(random_ckpt, FaceDetector(max_side=LIVE_DETECTOR_SIDE), blur=True)
+    frames = [av.VideoFrame.from_ndarray(f, format="rgb24") for f in face_clip(3, 6)]
+    analyzer.callback(frames[0])
+    with NoWrites():
+        for f in frames:
+            analyzer.callback(f)
+    assert analyzer.results.qsize() == 7
 
 
 def test_the_check_itself_catches_a_write(tmp_path):

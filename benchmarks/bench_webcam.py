@@ -1,0 +1,97 @@
+"""Live webcam speed on this machine: 640x480 frames with 1 and 3 real faces through the Webcam page's
+``video_frame_callback`` (:meth:`fer_core.live.LiveAnalyzer.callback`: decode to RGB, detect every n-th
+frame and follow faces by optical flow in between, classify in a batch, draw, queue the result).
+
+    python benchmarks/bench_webcam.py [--seconds 10] [--detect-every 3] [--detector-side 320] [--json]
+
+Frames are YUV 4:2:0 ``av.VideoFrame`` objects, as WebRTC delivers them, made from the shipped sample
+portrait by :func:`fer_core.scenes.face_clip` (faces drifting ~1 px per frame); frames are fed back to
+back, so FPS is the most the callback can sustain on one core (a camera sends 30). Figures, per case,
+after a warm-up of 15 frames:
+
+  fps_1face, fps_3faces            frames processed per second
+  p50_ms_*, p95_ms_*               per-frame latency percentiles (ms)
+  faces_per_frame_*                mean faces reported per frame (1 and 3 expected)
+
+``--json`` prints one JSON object. ``load_avg`` is the 1-minute load average before each case: figures
+taken while other jobs share the CPU are low.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+
+from fer_core.checkpoints import load_checkpoint  # noqa: E402
+from fer_core.detect import FaceDetector  # noqa: E402
+from fer_core.live import DETECT_EVERY, LIVE_DETECTOR_SIDE, LiveAnalyzer  # noqa: E402
+from fer_core.scenes import face_clip  # noqa: E402
+
+
+def run_case(n_faces: int, ckpt, detector, seconds: float, detect_every: int, classify_every: int) -> dict:
+    frames = [av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuv420p") for f in face_clip(n_faces, 90)]
+    an = LiveAnalyzer(ckpt, detector, detect_every=detect_every, classify_every=classify_every)
+    for f in frames[:15]:  # warm-up
+        an.callback(f)
+    an.reset()
+    load = os.getloadavg()[0]
+    lat, faces = [], []
+    start = time.perf_counter()
+    i = 0
+    while time.perf_counter() - start < seconds:
+        t = time.perf_counter()
+        an.callback(frames[i % len(frames)])
+        lat.append(1000 * (time.perf_counter() - t))
+        faces.append(len(an.results.get_nowait()["faces"]))
+        i += 1
+    elapsed = time.perf_counter() - start
+    return {"fps": round(i / elapsed, 1), "p50_ms": round(float(np.percentile(lat, 50)), 1),
+            "p95_ms": round(float(np.percentile(lat, 95)), 1), "faces_per_frame": round(float(np.mean(faces)), 2),
+            "frames": i, "load_avg": round(load, 2)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", help="default: the shipped model")
+    p.add_argument("--seconds", type=float, default=10.0, help="per case")
+    p.add_argument("--detect-every", type=int, default=DETECT_EVERY)
+    p.add_argument("--classify-every", type=int, default=1)
+    p.add_argument("--detector-side", type=int, default=LIVE_DETECTOR_SIDE, help="longest side the detector sees")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (the app uses 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    ckpt = load_checkpoint(a.checkpoint)
+    detector = FaceDetector("yunet", max_side=a.detector_side)
+    cases = {n: run_case(n, ckpt, detector, a.seconds, a.detect_every, a.classify_every) for n in (1, 3)}
+    out = {
+        "fps_1face": cases[1]["fps"], "fps_3faces": cases[3]["fps"],
+        "p50_ms_1face": cases[1]["p50_ms"], "p95_ms_1face": cases[1]["p95_ms"],
+        "p50_ms_3faces": cases[3]["p50_ms"], "p95_ms_3faces": cases[3]["p95_ms"],
+        "faces_per_frame_1face": cases[1]["faces_per_frame"], "faces_per_frame_3faces": cases[3]["faces_per_frame"],
+        "frames_1face": cases[1]["frames"], "frames_3faces": cases[3]["frames"],
+        "load_avg": [cases[1]["load_avg"], cases[3]["load_avg"]],
+        "detect_every": a.detect_every, "classify_every": a.classify_every, "detector_side": a.detector_side,
+        "frame_size": "640x480", "model": ckpt.name, "threads": a.threads,
+        "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__,
+    }
+    if a.json:
+        print(json.dumps(out))
+    else:
+        for k, v in out.items():
+            print(f"{k:>22}: {v}")
+
+
+if __name__ == "__main__":
+    main()
