@@ -98,6 +98,21 @@ def test_predict_face_images(tiny_ckpt, tmp_path):
         assert rec["negative"] == (rec["label"] in {"angry", "disgust", "fear", "sad"})
 
 
+def test_predict_compiled_gives_the_eager_probabilities(tiny_ckpt, tmp_path):
+    images, _ = make_faces(3, seed=4)
+    paths = []
+    for i, img in enumerate(images):
+        cv2.imwrite(str(tmp_path / f"f{i}.png"), img)
+        paths.append(str(tmp_path / f"f{i}.png"))
+    plain = run("predict", *paths, "--checkpoint", str(tiny_ckpt), "--json", "--faces", "--threads", "1")
+    fast = run("predict", *paths, "--checkpoint", str(tiny_ckpt), "--json", "--faces", "--threads", "1", "--compile")
+    assert plain.returncode == 0 and fast.returncode == 0, fast.stderr[-2000:]
+    for a, b in zip(json.loads(plain.stdout), json.loads(fast.stdout), strict=True):
+        assert a["label"] == b["label"]
+        for k in a["probabilities"]:
+            assert a["probabilities"][k] == pytest.approx(b["probabilities"][k], abs=1e-4)
+
+
 @pytest.mark.parametrize("name, content, message", [
     ("fake.jpg", b"this is text, not a JPEG", "not an image"),
     ("broken.mp4", b"\x00" * 500, "not a video"),
