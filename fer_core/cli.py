@@ -33,7 +33,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "Re-running with the same --out resumes after the last finished epoch. With --dp-method the "
         "run is differentially private (DP-SGD, Opacus): end-to-end 'dp-sgd', 'scatternet' (DP on fixed "
         "scattering features; use --arch scatternet) or 'two-stage' (DP fine-tuning of a stage-1 model "
-        "trained with --train-rows public, given by --init-from).",
+        "trained with --train-rows public, given by --init-from). Runs unchanged under torchrun "
+        "(data-parallel: DistributedDataParallel, or Opacus's distributed DP-SGD; --batch-size is the "
+        "global batch; rank 0 writes the files), e.g. "
+        "'torchrun --standalone --nproc_per_node 2 -m fer_core train ...'.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--out", default=d.out, help="run folder holding the resumable state")
@@ -72,7 +75,8 @@ def _add_recipe_args(p: argparse.ArgumentParser, d) -> None:
     """Options shared by ``train`` and ``compare-archs``."""
     p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help="global batch (under torchrun: split evenly over the processes)")
     p.add_argument("--optimizer", default=d.optimizer, choices=["sgd", "adamw"])
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
     p.add_argument("--momentum", type=float, default=d.momentum)
@@ -138,6 +142,10 @@ def _run_train(a: argparse.Namespace) -> int:
         physical_batch_size=a.physical_batch_size, label_set=a.label_set, target=a.target,
     )
     result = main(cfg, command=_command_line())
+    from fer_core.distributed import launched_rank
+
+    if launched_rank() != 0:  # under torchrun: rank 0 reports for the run
+        return 0
     summary = {"out": result["out"], "finished": result["finished"], "best": result["best"],
                "checkpoint": result["checkpoint"]}
     if result.get("epsilon") is not None:

@@ -8,6 +8,14 @@ the sum, and samples batches with Poisson sampling (each row independently with 
 ``delta`` (the probability of failing the bound), computed by Opacus's PRV accountant (Gopi et al.
 2021) or RDP accountant (Mironov 2017); which one produced a figure is always recorded.
 
+Distributed DP-SGD (several processes under ``torchrun``) uses Opacus's own support:
+``DifferentiallyPrivateDistributedDataParallel`` and ``DistributedDPOptimizer`` (each rank clips
+its per-sample gradients, rank 0 alone adds the noise, the sums are all-reduced) with
+``DistributedUniformWithReplacementSampler`` (each rank Poisson-samples its shard of the rows at the
+global rate q). Every row is still included independently with probability q, the noise is that of
+one process, and the accountant records the same (sigma, q, steps): epsilon does not depend on the
+number of processes.
+
 Privacy unit: one FER2013 training row (one face image). Rows declared *public* (the two-stage
 method's stage-1 rows) are not covered by the guarantee; the model card says which rows are.
 """
@@ -145,6 +153,7 @@ def make_private(
     max_grad_norm: float,
     accountant: str = "prv",
     grad_sample_mode: str = "hooks",
+    distributed: bool = False,
 ) -> PrivateLoader:
     """Wrap a model, optimizer and loader for DP-SGD with Poisson sampling (Opacus).
 
@@ -158,6 +167,13 @@ def make_private(
         max_grad_norm: per-sample L2 clipping bound C > 0 (``float('inf')`` disables clipping).
         accountant: ``"prv"`` or ``"rdp"``; the engine's accountant records every step.
         grad_sample_mode: Opacus's per-sample-gradient mode (``"hooks"`` or ``"ew"``).
+        distributed: data-parallel DP-SGD in an initialised ``torch.distributed`` process group:
+            the model is wrapped in Opacus's ``DifferentiallyPrivateDistributedDataParallel``
+            (rank 0's weights broadcast), the optimizer is Opacus's ``DistributedDPOptimizer`` and
+            each rank Poisson-samples its shard
+            (:class:`fer_core.dp_sampler.LockstepDistributedSampler`). ``data_loader``
+            covers all rows on every rank and its ``batch_size`` is the *global* expected batch, so
+            the sample rate, and epsilon, are those of one process with that batch.
 
     Returns:
         :class:`PrivateLoader` with the wrapped ``GradSampleModule``, ``DPOptimizer``,
@@ -173,6 +189,10 @@ def make_private(
     if noise_multiplier < 0 or max_grad_norm <= 0:
         raise PrivacyError(f"need noise_multiplier >= 0 and max_grad_norm > 0 "
                            f"(got {noise_multiplier}, {max_grad_norm})")
+    if distributed:
+        from opacus.distributed import DifferentiallyPrivateDistributedDataParallel
+
+        model = DifferentiallyPrivateDistributedDataParallel(model)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Ss]ecure RNG.*")  # secure_mode is for production
         engine = PrivacyEngine(accountant=accountant)
@@ -185,6 +205,14 @@ def make_private(
             poisson_sampling=True,
             grad_sample_mode=grad_sample_mode,
         )
+    if distributed:  # Opacus's sampler, minus its skipping of empty local batches (same rate and length)
+        from fer_core.dp_sampler import LockstepDistributedSampler
+
+        sampler = LockstepDistributedSampler(total_size=len(dp_loader.dataset), sample_rate=dp_loader.sample_rate,
+                                             generator=dp_loader.generator)
+        assert len(sampler) == len(dp_loader), "the accountant's sample rate must match the sampler's"
+        dp_loader = torch.utils.data.DataLoader(dp_loader.dataset, batch_sampler=sampler,
+                                                collate_fn=dp_loader.collate_fn, generator=dp_loader.generator)
     return PrivateLoader(dp_model, dp_optimizer, dp_loader, engine)
 
 

@@ -16,6 +16,12 @@ would.
 Structure follows torchvision's ``references/classification/train.py``: :func:`train_one_epoch` and
 :func:`evaluate` return metric dicts; :func:`main` takes a :class:`TrainConfig` and is callable
 from tests; ``python -m fer_core train`` wraps it.
+
+Distributed data parallelism: launched by ``torchrun``, every process runs :func:`main`; the model
+is wrapped in ``DistributedDataParallel``, ``batch_size`` is the global batch and each rank takes its
+``batch_size / world_size`` slice of every batch of the epoch's seeded permutation; validation is
+sharded over the ranks and reduced, so every rank takes the same selection decision; only rank 0
+writes files (see :mod:`fer_core.distributed`).
 """
 
 from __future__ import annotations
@@ -42,6 +48,18 @@ from fer_core import LABEL_SETS, __version__
 from fer_core.augment import AugmentConfig, augment_batch
 from fer_core.checkpoints import save_checkpoint
 from fer_core.data import FERDataset, load_dataset
+from fer_core.distributed import (
+    SINGLE,
+    DistContext,
+    all_reduce_sum,
+    broadcast_from_main,
+    check_in_sync,
+    distributed_session,
+    per_rank_batch,
+    rank_seed,
+    reduce_metrics,
+    shard,
+)
 from fer_core.evaluate import evaluate_split
 from fer_core.models import build_model, count_macs, count_parameters, model_arguments
 from fer_core.preprocess import MEAN, STD, preprocessing_spec, to_model_input
@@ -147,24 +165,33 @@ def train_one_epoch(
     epoch: int,
     ema: AveragedModel | None = None,
     device: torch.device = CPU,
+    ctx: DistContext = SINGLE,
 ) -> dict:
     """One pass over the training rows.
 
     Args:
         model: the plain module (its parameters are updated).
-        step_model: what runs the forward pass (``model`` itself or ``torch.compile(model)``).
-        images: ``uint8 (N, 48, 48)`` training faces; labels: ``int64 (N,)`` class ids, or
-            ``float32 (N, K)`` label distributions (cross-entropy against soft targets, Barsoum et al. 2016).
+        step_model: what runs the forward pass (``model`` itself, its ``DistributedDataParallel``
+            wrapper, or ``torch.compile`` of either).
+        images: ``uint8 (N, 48, 48)`` training faces (all of them, on every rank); labels: ``int64 (N,)``
+            class ids, or ``float32 (N, K)`` label distributions (cross-entropy against soft targets,
+            Barsoum et al. 2016).
         epoch: 0-based epoch; seeds the shuffling and augmentation.
+        ctx: the distributed context; rank ``r`` of ``W`` trains on rows ``r*B/W .. (r+1)*B/W`` of
+            each global batch of ``cfg.batch_size`` rows, augmented with its own generator.
 
     Returns:
-        ``{"epoch", "train_loss", "train_accuracy", "lr", "seconds", "samples_per_s"}``.
+        ``{"epoch", "train_loss", "train_accuracy", "lr", "seconds", "samples_per_s"}`` over all
+        ranks (the same on every rank).
     """
     model.train()
-    g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-    torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout: same masks after a resume
+    base = cfg.seed * 100_003 + epoch
+    g = torch.Generator().manual_seed(base)  # the permutation: the same on every rank
+    g_aug = torch.Generator().manual_seed(rank_seed(base, ctx)) if ctx.distributed else g
+    torch.manual_seed(rank_seed(base, ctx))  # dropout: same masks after a resume
     n = len(labels)
     perm = torch.randperm(n, generator=g)
+    local = per_rank_batch(cfg.batch_size, ctx)
     steps_per_epoch = n // cfg.batch_size  # drop the last partial batch
     total_steps = steps_per_epoch * cfg.epochs
     warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
@@ -172,17 +199,18 @@ def train_one_epoch(
     loss_sum, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
     bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-               disable=not cfg.progress, mininterval=5.0, file=sys.stderr)
+               disable=not (cfg.progress and ctx.is_main), mininterval=5.0, file=sys.stderr)
     lr = cfg.lr
     for i in bar:
         step = epoch * steps_per_epoch + i
         lr = lr_at(step, total_steps, warmup_steps, cfg.lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        idx = perm[i * cfg.batch_size: (i + 1) * cfg.batch_size]
-        x = to_model_input(images[idx])  # (B, 1, 48, 48)
+        start_row = i * cfg.batch_size + ctx.rank * local
+        idx = perm[start_row: start_row + local]
+        x = to_model_input(images[idx])  # (B / W, 1, 48, 48)
         if cfg.augment:  # an empty dict switches augmentation off
-            x = augment_batch(x, aug, g)
+            x = augment_batch(x, aug, g_aug)
         y = labels[idx]
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -200,6 +228,7 @@ def train_one_epoch(
         if i % 20 == 0:
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", lr=f"{lr:.4f}")
     seconds = time.perf_counter() - start
+    loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], ctx)
     return {
         "epoch": epoch + 1,
         "train_loss": loss_sum / max(seen, 1),
@@ -295,13 +324,14 @@ def check_same_run(state: dict, frozen: dict, sha256: str, out: Path) -> None:
                          "use another --out or delete that folder")
 
 
-def keep_best(candidates: dict, best: dict, epoch: int, out: Path) -> dict:
+def keep_best(candidates: dict, best: dict, epoch: int, out: Path, write: bool = True) -> dict:
     """Model selection on the validation split: save the best weights so far to ``out/best.safetensors``.
 
     Args:
         candidates: ``{"raw" | "ema": (validation accuracy, module)}`` of this epoch.
         best: the best so far (``{"val_accuracy", "epoch", "weights"}``; ``val_accuracy`` -1 at first).
         epoch: 0-based epoch just finished.
+        write: save the weights (False on ranks other than 0, which only track the decision).
 
     Returns:
         The updated ``best``.
@@ -309,6 +339,8 @@ def keep_best(candidates: dict, best: dict, epoch: int, out: Path) -> dict:
     which, (acc, chosen) = max(candidates.items(), key=lambda kv: kv[1][0])
     if acc <= best["val_accuracy"]:
         return best
+    if not write:
+        return {"val_accuracy": acc, "epoch": epoch + 1, "weights": which}
     save_file({k: v.detach().cpu().contiguous() for k, v in chosen.state_dict().items()},
               str(out / "best.safetensors.tmp"))
     os.replace(out / "best.safetensors.tmp", out / "best.safetensors")
@@ -397,8 +429,12 @@ def build_card(
     train_rows: int,
     privacy: dict | None = None,
     rows: dict | None = None,
+    processes: dict | None = None,
 ) -> dict:
-    """The model card of a finished run (see :mod:`fer_core.checkpoints`)."""
+    """The model card of a finished run (see :mod:`fer_core.checkpoints`).
+
+    ``processes`` (``{"world_size", "backend"}`` of a data-parallel run) goes to ``hardware.distributed``.
+    """
     card = {
         "name": cfg.name or (Path(cfg.export).name if cfg.export else Path(cfg.out).name),
         "arch": cfg.arch,
@@ -432,6 +468,8 @@ def build_card(
         "fer_core_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if processes and processes.get("world_size", 1) > 1:
+        card["hardware"]["distributed"] = processes
     if cfg.init_from:
         from fer_core.checkpoints import read_card
 
@@ -504,8 +542,33 @@ def init_weights(model: torch.nn.Module, cfg: TrainConfig, model_args: dict) -> 
     return fresh
 
 
+def load_resume_state(state_path: Path, frozen: dict, sha256: str, ctx: DistContext = SINGLE) -> dict | None:
+    """A run folder's ``state.pt``, checked to belong to this run (:func:`check_same_run`), or None.
+
+    In a data-parallel run rank 0 reads it and every rank receives the same state, so resuming
+    needs the run folder on rank 0's machine only.
+
+    Raises:
+        ValueError: the folder holds a run with another configuration or data (on every rank).
+    """
+    loaded = None
+    if ctx.is_main and state_path.exists():
+        loaded = torch.load(state_path, map_location="cpu", weights_only=True)
+        try:
+            check_same_run(loaded, frozen, sha256, state_path.parent)
+        except ValueError as exc:
+            loaded = {"error": str(exc)}
+    loaded = broadcast_from_main(loaded, ctx)
+    if loaded is not None and "error" in loaded:
+        raise ValueError(loaded["error"])
+    return loaded
+
+
 def main(cfg: TrainConfig, command: str | None = None) -> dict:
     """Train (or resume) a model as configured, then evaluate and export the chosen weights.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this: data-parallel training, rank 0
+    writes the files and the returned ``checkpoint``/``metrics`` (None on other ranks).
 
     Args:
         cfg: the run's configuration; ``cfg.out`` holds the resumable state.
@@ -517,25 +580,35 @@ def main(cfg: TrainConfig, command: str | None = None) -> dict:
 
     Raises:
         fer_core.data.DatasetError: the dataset is missing or malformed.
-        ValueError: ``cfg.out`` holds a run with a different configuration.
+        ValueError: ``cfg.out`` holds a run with a different configuration, or a global batch that
+            does not split evenly over the processes.
+        fer_core.distributed.DistributedError: an impossible launch, or ranks whose weights diverged.
     """
     t_invocation = time.perf_counter()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    device = _device(cfg)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     command = command or f"fer_core.train.main(TrainConfig(out={cfg.out!r}, ...))"
 
     if cfg.dp_method:
         from fer_core.train_private import main_private
 
         return main_private(cfg, command)
+    with distributed_session(_device(cfg)) as ctx:
+        return _main_plain(cfg, command, ctx, t_invocation)
+
+
+def _main_plain(cfg: TrainConfig, command: str, ctx: DistContext, t_invocation: float) -> dict:
+    device = ctx.device if ctx.distributed else _device(cfg)
+    per_rank_batch(cfg.batch_size, ctx)  # fail early on a batch that does not split over the ranks
+    out = Path(cfg.out)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     ds = _load_data(cfg)
     train_x, train_y, rows = select_train_rows(cfg, ds)
     val_x, val_y = ds.split(cfg.val_split)
+    val_x, val_y = shard(val_x, ctx), shard(val_y, ctx)  # each rank validates its share
     train_x_t, train_y_t = torch.from_numpy(train_x), torch.from_numpy(train_y)
 
     model_args = model_arguments(cfg.arch, **{"num_classes": len(class_names(cfg)), **cfg.model_args})
@@ -545,6 +618,11 @@ def main(cfg: TrainConfig, command: str | None = None) -> dict:
     model.to(device)
     if cfg.init_from:
         init_weights(model, cfg, model_args)
+    train_model: torch.nn.Module = model
+    if ctx.distributed:  # broadcasts rank 0's weights, then averages gradients in every backward pass
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = make_optimizer(model, cfg)
     ema = (
         AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
@@ -558,9 +636,8 @@ def main(cfg: TrainConfig, command: str | None = None) -> dict:
     start_epoch = 0
     state_path = out / STATE_FILE
     frozen = json.loads(json.dumps(cfg.to_dict()))  # as stored (tuples become lists)
-    if state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        check_same_run(state, frozen, ds.sha256, out)
+    state = load_resume_state(state_path, frozen, ds.sha256, ctx)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if ema is not None:
@@ -570,26 +647,33 @@ def main(cfg: TrainConfig, command: str | None = None) -> dict:
         commands = json.loads(state["commands"])
         elapsed_before = float(state["elapsed_s"])
         start_epoch = int(state["epoch"])
-        print(f"resuming {out} after epoch {start_epoch}", file=sys.stderr)
+        if ctx.is_main:
+            print(f"resuming {out} after epoch {start_epoch}", file=sys.stderr)
     commands.append(command)
+    if ctx.distributed and ctx.is_main:
+        print(f"data parallel: {ctx.world_size} processes ({ctx.backend}), global batch {cfg.batch_size} = "
+              f"{ctx.world_size} x {cfg.batch_size // ctx.world_size}", file=sys.stderr, flush=True)
 
-    step_model: torch.nn.Module = torch.compile(model) if cfg.compile else model
+    step_model: torch.nn.Module = torch.compile(train_model) if cfg.compile else train_model
     epochs_this_run = 0
     for epoch in range(start_epoch, cfg.epochs):
         if cfg.stop_after is not None and epochs_this_run >= cfg.stop_after:
             break
-        row = train_one_epoch(model, step_model, optimizer, train_x_t, train_y_t, cfg, epoch, ema, device)
-        val = evaluate(model, val_x, val_y, device=device)
+        row = train_one_epoch(model, step_model, optimizer, train_x_t, train_y_t, cfg, epoch, ema, device, ctx)
+        val = reduce_metrics(evaluate(model, val_x, val_y, device=device), ctx)
         row.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
         candidates = {"raw": (val["accuracy"], model)}
         if ema is not None:
-            val_ema = evaluate(ema.module, val_x, val_y, device=device)
+            val_ema = reduce_metrics(evaluate(ema.module, val_x, val_y, device=device), ctx)
             row.update(val_loss_ema=val_ema["loss"], val_accuracy_ema=val_ema["accuracy"])
             candidates["ema"] = (val_ema["accuracy"], ema.module)
-        best = keep_best(candidates, best, epoch, out)
+        best = keep_best(candidates, best, epoch, out, write=ctx.is_main)
+        check_in_sync(ctx, epoch, *[m for m in (model, ema) if m is not None])
         history.append(row)
         epochs_this_run += 1
         elapsed = elapsed_before + time.perf_counter() - t_invocation
+        if not ctx.is_main:
+            continue
         _atomic_torch_save(
             {
                 "model": model.state_dict(),
@@ -616,7 +700,7 @@ def main(cfg: TrainConfig, command: str | None = None) -> dict:
     finished = len(history) >= cfg.epochs
     result = {"out": str(out), "history": history, "best": best, "finished": finished,
               "checkpoint": None, "metrics": None}
-    if not finished:
+    if not finished or not ctx.is_main:
         return result
 
     final, metrics = evaluate_chosen(cfg, model_args, ds, out)
@@ -627,7 +711,7 @@ def main(cfg: TrainConfig, command: str | None = None) -> dict:
         total_elapsed = float(state["elapsed_s"])
         trained_config = json.loads(state["config"])
     card = build_card(cfg, final, model_args, ds, metrics, best, history, commands, trained_config,
-                      total_elapsed, device, train_rows=len(train_y), rows=rows)
+                      total_elapsed, device, train_rows=len(train_y), rows=rows, processes=ctx.describe())
     result["metrics"] = metrics
     if cfg.export:
         save_checkpoint(cfg.export, final, card)

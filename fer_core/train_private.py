@@ -18,6 +18,14 @@ from the engine's accountant at the end and written to the model card with every
 Selection (epoch, raw or EMA weights) uses ``PublicTest``, which is not a training row:
 post-processing that costs no privacy. Logical batches larger than memory allows are split by
 Opacus's ``BatchMemoryManager``.
+
+Distributed (under ``torchrun``, on CPU with ``gloo``): Opacus's distributed DP-SGD - the model in
+``DifferentiallyPrivateDistributedDataParallel``, each rank Poisson-samples its shard of the rows
+at the global sample rate, clips its own per-sample gradients, rank 0 alone adds the noise, and
+the sums are all-reduced (:func:`fer_core.privacy.make_private`). ``batch_size`` is the global
+expected batch, so the accountant sees the same sample rate and steps as a single process would
+and epsilon does not depend on the number of processes. Frozen-prefix features are precomputed by
+every rank.
 """
 
 from __future__ import annotations
@@ -37,6 +45,16 @@ from tqdm import tqdm
 
 from fer_core.augment import AugmentConfig, augment_batch
 from fer_core.checkpoints import save_checkpoint
+from fer_core.distributed import (
+    SINGLE,
+    DistContext,
+    all_reduce_sum,
+    check_in_sync,
+    distributed_session,
+    rank_seed,
+    reduce_metrics,
+    shard,
+)
 from fer_core.models import build_model, model_arguments, split_for_finetune
 from fer_core.preprocess import to_model_input
 from fer_core.privacy import (
@@ -57,10 +75,10 @@ from fer_core.train import (
     _load_data,
     _write_history,
     build_card,
-    check_same_run,
     class_names,
     evaluate_chosen,
     keep_best,
+    load_resume_state,
     lr_at,
     make_optimizer,
     select_train_rows,
@@ -174,6 +192,7 @@ def train_one_epoch_private(
     raw: bool,
     model: nn.Module,
     ema: AveragedModel | None = None,
+    ctx: DistContext = SINGLE,
 ) -> dict:
     """One pass of DP-SGD over the private rows (Poisson batches; about 1 / sample_rate steps).
 
@@ -185,16 +204,18 @@ def train_one_epoch_private(
             rather than precomputed features.
         model: the full unwrapped model (for EMA).
         total_steps: planned logical steps of the whole run (learning-rate schedule).
+        ctx: the distributed context; each rank draws its Poisson batches from its own seed and
+            takes a step for every logical batch, an empty one included, so all ranks step together.
 
     Returns:
         ``{"epoch", "train_loss", "train_accuracy", "lr", "steps", "seconds", "samples_per_s"}``
-        (loss and accuracy on the sampled, noised-over batches, before the step).
+        (loss and accuracy on the sampled, noised-over batches of all ranks, before the step).
     """
     from opacus.utils.batch_memory_manager import BatchMemoryManager
 
-    seed = cfg.seed * 100_003 + epoch
+    seed = rank_seed(cfg.seed * 100_003 + epoch, ctx)
     generator.manual_seed(seed)
-    torch.manual_seed(seed)  # DP noise and dropout
+    torch.manual_seed(seed)  # DP noise (rank 0 only when distributed) and dropout
     g_aug = torch.Generator().manual_seed(seed + 1)
     aug = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.augment.items()})
     steps_per_epoch = len(dp.data_loader)
@@ -207,19 +228,19 @@ def train_one_epoch_private(
     with warnings.catch_warnings(), BatchMemoryManager(
         data_loader=dp.data_loader, max_physical_batch_size=cfg.physical_batch_size, optimizer=dp.optimizer
     ) as batches:
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs} (DP)", leave=False, disable=not cfg.progress,
-                   mininterval=5.0, file=sys.stderr)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs} (DP)", leave=False,
+                   disable=not (cfg.progress and ctx.is_main), mininterval=5.0, file=sys.stderr)
         # Opacus's backward hooks on a tail whose inputs need no gradient: expected, harmless.
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
         for x, y in bar:
-            if len(y) == 0:  # Poisson sampling can draw an empty batch
-                continue
+            if len(y) == 0 and not ctx.distributed:  # Poisson sampling can draw an empty batch
+                continue  # (distributed: every rank must step, so an empty local batch goes through)
             lr = lr_at(step + steps, total_steps, warmup, cfg.lr)
             for group in dp.optimizer.param_groups:
                 group["lr"] = lr
             if raw:
                 x = to_model_input(x)  # (B, 1, 48, 48)
-                if cfg.augment:
+                if cfg.augment and len(x):  # (an empty local batch of a distributed run has nothing to augment)
                     x = augment_batch(x, aug, g_aug)
             logits = dp.model(x)  # (B, K)
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
@@ -230,10 +251,12 @@ def train_one_epoch_private(
                 steps += 1
                 if ema is not None:
                     ema.update_parameters(model)
-            loss_sum += float(loss.detach()) * len(y)
-            correct += int((logits.detach().argmax(1) == y).sum())
-            seen += len(y)
+            if len(y):  # the mean loss of an empty batch is NaN
+                loss_sum += float(loss.detach()) * len(y)
+                correct += int((logits.detach().argmax(1) == y).sum())
+                seen += len(y)
     seconds = time.perf_counter() - start
+    loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], ctx)
     return {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1),
             "lr": lr, "steps": steps, "seconds": seconds, "samples_per_s": seen / max(seconds, 1e-9)}
 
@@ -244,6 +267,9 @@ def main_private(cfg: TrainConfig, command: str | None = None) -> dict:
     Same contract as :func:`fer_core.train.main` (resumable ``cfg.out``; ``stop_after``); the model
     card's ``privacy`` block holds epsilon spent (accountant), delta, noise_multiplier,
     max_grad_norm, sample_rate, steps, epochs, and which rows are private.
+
+    Under ``torchrun`` every process calls this (distributed DP-SGD on CPU, ``gloo``); rank 0 writes
+    the files and returns ``checkpoint``/``metrics`` (None on other ranks); ``epsilon`` is on all.
 
     Raises:
         fer_core.privacy.PrivacyError: inconsistent privacy settings (e.g. both epsilon and
@@ -257,10 +283,17 @@ def main_private(cfg: TrainConfig, command: str | None = None) -> dict:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     device = _device(cfg)
-    if device.type != "cpu":
-        print("note: private training runs on the CPU path of this loop", file=sys.stderr)
+    with distributed_session(torch.device("cpu")) as ctx:
+        if device.type != "cpu" and ctx.is_main:
+            print("note: private training runs on the CPU path of this loop", file=sys.stderr)
+        return _main_private(cfg, command, ctx, device, t_invocation)
+
+
+def _main_private(cfg: TrainConfig, command: str | None, ctx: DistContext, device: torch.device,
+                  t_invocation: float) -> dict:
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     command = command or f"fer_core.train.main(TrainConfig(out={cfg.out!r}, dp_method={cfg.dp_method!r}, ...))"
 
     ds = _load_data(cfg)
@@ -269,6 +302,7 @@ def main_private(cfg: TrainConfig, command: str | None = None) -> dict:
     if cfg.delta >= 1.0 / n:
         raise PrivacyError(f"delta={cfg.delta} is not below 1/N = {1.0 / n:.2e} for {n} private rows")
     val_x, val_y = ds.split(cfg.val_split)
+    val_x, val_y = shard(val_x, ctx), shard(val_y, ctx)  # each rank validates its share
 
     model_args = model_arguments(cfg.arch, **{"num_classes": len(class_names(cfg)), **cfg.model_args})
     model = build_model(cfg.arch, **model_args)
@@ -303,6 +337,7 @@ def main_private(cfg: TrainConfig, command: str | None = None) -> dict:
     )
     # Opacus's Poisson loader samples each row with q = 1 / len(loader) (len = ceil(N / batch)) and
     # yields len(loader) batches per epoch; the accountant records exactly these (sigma, q, steps).
+    # Distributed: the same q and steps; each rank samples its shard, the expected global batch is qN.
     sample_rate = 1.0 / len(loader)
     steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * cfg.epochs
@@ -316,7 +351,10 @@ def main_private(cfg: TrainConfig, command: str | None = None) -> dict:
     optimizer = make_optimizer(tail, cfg)
     tail.train()
     dp = make_private(tail, optimizer, loader, noise_multiplier=sigma, max_grad_norm=cfg.max_grad_norm,
-                      accountant=cfg.accountant, grad_sample_mode=cfg.grad_sample_mode)
+                      accountant=cfg.accountant, grad_sample_mode=cfg.grad_sample_mode,
+                      distributed=ctx.distributed)
+    if ema is not None and ctx.distributed:  # the tail now holds rank 0's weights: so does the EMA
+        ema.module.load_state_dict(model.state_dict())
 
     history: list[dict] = []
     best: dict = {"val_accuracy": -1.0}
@@ -324,9 +362,8 @@ def main_private(cfg: TrainConfig, command: str | None = None) -> dict:
     elapsed_before, start_epoch = 0.0, 0
     state_path = out / STATE_FILE
     frozen = json.loads(json.dumps(cfg.to_dict()))
-    if state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        check_same_run(state, frozen, ds.sha256, out)
+    state = load_resume_state(state_path, frozen, ds.sha256, ctx)
+    if state is not None:
         model.load_state_dict(state["model"])
         dp.optimizer.original_optimizer.load_state_dict(state["optimizer"])
         if ema is not None:
@@ -335,28 +372,35 @@ def main_private(cfg: TrainConfig, command: str | None = None) -> dict:
         history, best = json.loads(state["history"]), json.loads(state["best"])
         commands = json.loads(state["commands"])
         elapsed_before, start_epoch = float(state["elapsed_s"]), int(state["epoch"])
-        print(f"resuming {out} after epoch {start_epoch}", file=sys.stderr)
+        if ctx.is_main:
+            print(f"resuming {out} after epoch {start_epoch}", file=sys.stderr)
     commands.append(command)
-    print(f"{cfg.dp_method}: {n:,} private rows, sample_rate {sample_rate:.5f}, noise_multiplier {sigma:.4f}, "
-          f"max_grad_norm {cfg.max_grad_norm}, {total_steps} steps ({cfg.accountant})"
-          + (f", features precomputed in {feature_s:.0f} s" if not raw else ""), file=sys.stderr, flush=True)
+    if ctx.is_main:
+        print(f"{cfg.dp_method}: {n:,} private rows, sample_rate {sample_rate:.5f}, noise_multiplier {sigma:.4f}, "
+              f"max_grad_norm {cfg.max_grad_norm}, {total_steps} steps ({cfg.accountant})"
+              + (f", features precomputed in {feature_s:.0f} s" if not raw else "")
+              + (f", data parallel over {ctx.world_size} processes ({ctx.backend})" if ctx.distributed else ""),
+              file=sys.stderr, flush=True)
 
     epochs_this_run = 0
     for epoch in range(start_epoch, cfg.epochs):
         if cfg.stop_after is not None and epochs_this_run >= cfg.stop_after:
             break
-        row = train_one_epoch_private(dp, generator, cfg, epoch, total_steps, raw, model, ema)
+        row = train_one_epoch_private(dp, generator, cfg, epoch, total_steps, raw, model, ema, ctx)
         row["epsilon"] = spent_epsilon(dp.engine, cfg.delta)
-        val = evaluate_inputs(tail, val_in, val_y, raw)
+        val = reduce_metrics(evaluate_inputs(tail, val_in, val_y, raw), ctx)
         row.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
         candidates = {"raw": (val["accuracy"], model)}
         if ema is not None:
-            val_ema = evaluate_inputs(ema_tail, val_in, val_y, raw)
+            val_ema = reduce_metrics(evaluate_inputs(ema_tail, val_in, val_y, raw), ctx)
             row.update(val_loss_ema=val_ema["loss"], val_accuracy_ema=val_ema["accuracy"])
             candidates["ema"] = (val_ema["accuracy"], ema.module)
-        best = keep_best(candidates, best, epoch, out)
+        best = keep_best(candidates, best, epoch, out, write=ctx.is_main)
+        check_in_sync(ctx, epoch, *[m for m in (model, ema) if m is not None])
         history.append(row)
         epochs_this_run += 1
+        if not ctx.is_main:
+            continue
         _atomic_torch_save(
             {
                 "model": model.state_dict(),
@@ -383,7 +427,7 @@ def main_private(cfg: TrainConfig, command: str | None = None) -> dict:
     finished = len(history) >= cfg.epochs
     result = {"out": str(out), "history": history, "best": best, "finished": finished,
               "checkpoint": None, "metrics": None, "epsilon": spent_epsilon(dp.engine, cfg.delta)}
-    if not finished:
+    if not finished or not ctx.is_main:
         return result
 
     final, metrics = evaluate_chosen(cfg, model_args, ds, out)
@@ -399,7 +443,8 @@ def main_private(cfg: TrainConfig, command: str | None = None) -> dict:
     if cfg.dp_method == "two-stage":
         privacy["stage1_checkpoint"] = str(cfg.init_from)
     card = build_card(cfg, final, model_args, ds, metrics, best, history, commands, json.loads(state["config"]),
-                      float(state["elapsed_s"]), device, train_rows=n, privacy=privacy, rows=rows)
+                      float(state["elapsed_s"]), device, train_rows=n, privacy=privacy, rows=rows,
+                      processes=ctx.describe())
     result["metrics"] = metrics
     if cfg.export:
         save_checkpoint(cfg.export, final, card)
