@@ -93,7 +93,8 @@ def _add_recipe_args(p: argparse.ArgumentParser, d) -> None:
     p.add_argument("--no-channels-last", action="store_true")
     p.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda"])
     p.add_argument("--limit-train", type=int, help="use only the first N training rows")
-    p.add_argument("--init-from", help="start from this checkpoint's weights (fine-tuning; same architecture)")
+    p.add_argument("--init-from", help="start from this checkpoint's weights (fine-tuning; same architecture; "
+                   "from another label set every tensor but the classifier)")
     p.add_argument("--stop-after", type=int, help="stop after N epochs in this invocation (resume later)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
