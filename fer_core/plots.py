@@ -286,6 +286,7 @@ def histogram_figure(table, column: str, by: str = "split", title: str = "", nbi
         fig.add_trace(go.Histogram(x=rows[column], name=str(key), histnorm="probability", nbinsx=nbins, opacity=0.6))
     fig.update_layout(barmode="overlay", title=title, xaxis_title=column, yaxis_title="share of images", height=340,
                       margin={"t": 40})
+    return fig
 
 
 def benchmark_scatter_figure(rows: Sequence[dict], x: str, y: str = "PrivateTest accuracy", group: str = "method",
