@@ -238,11 +238,6 @@ AUDIT_COLUMNS = ["model", "private", "method", "claimed_epsilon", "delta", "atta
                  "references", "seconds"]
 
 
-def _label_key(dataset) -> str:
-    """Cache-key suffix: empty for FER2013 labels (keeps existing caches valid), else the label set."""
-    return "" if dataset.label_set == "fer2013" else f",{dataset.label_set}"
-
-
 def train_reference_models(dataset, pool: np.ndarray, k: int = 4, epochs: int = 15, seed: int = 0,
                            cache_dir=None, progress: bool = False) -> list:
     """``k`` small reference models, each trained (ordinary recipe) on a seeded half of ``pool``.
@@ -263,7 +258,7 @@ def train_reference_models(dataset, pool: np.ndarray, k: int = 4, epochs: int = 
     from fer_core.train import TrainConfig, make_optimizer, train_one_epoch
 
     key = hashlib.sha256(np.asarray(pool, np.int64).tobytes()
-                         + f"{k},{epochs},{seed},{dataset.sha256}{_label_key(dataset)}".encode())
+                         + f"{k},{epochs},{seed},{dataset.sha256},{dataset.label_set}".encode())
     cache = Path(cache_dir) / f"refs_{key.hexdigest()[:16]}" if cache_dir else None
     models = []
     rng = np.random.default_rng(seed)

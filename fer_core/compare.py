@@ -20,18 +20,19 @@ from fer_core import LABEL_SETS
 from fer_core.checkpoints import Checkpoint
 from fer_core.data import FERDataset
 from fer_core.detect import FaceDetector
-from fer_core.evaluate import predict_proba
 from fer_core.images import ImageSource, decode_image
-from fer_core.infer import DECODE_MAX_SIDE, classify_faces, detect_and_align, face_fields, rescale_records
+from fer_core.infer import (
+    DECODE_MAX_SIDE,
+    classify_faces,
+    detect_and_align,
+    face_fields,
+    face_probabilities,
+    rescale_records,
+)
 from fer_core.metrics import classification_report
 
 #: Environment variable that points the app at another ``sweep.csv`` (tests, other result sets).
 SWEEP_ENV = "FER_SWEEP_RESULTS"
-
-
-def _probs(ckpt: Checkpoint, faces: np.ndarray, batch_size: int) -> np.ndarray:
-    pre = ckpt.card.get("preprocessing", {})
-    return predict_proba(ckpt.model, faces, batch_size, mean=pre.get("mean", 0.5), std=pre.get("std", 0.25))
 
 
 def _model_summary(report: dict) -> dict:
@@ -97,7 +98,7 @@ def compare_on_split(
     out: dict = {"split": split, "n": int(len(labels))}
     preds, confs = [], []
     for key, ck in (("a", ckpt_a), ("b", ckpt_b)):
-        probs = _probs(ck, faces, batch_size)
+        probs = face_probabilities(ck, faces, batch_size)
         out[key] = _model_summary(classification_report(labels, probs, names, classes=present))
         sub = probs[:, present]
         sub = sub / np.clip(sub.sum(axis=1, keepdims=True), 1e-12, None)

@@ -96,6 +96,27 @@ def align_face(gray: np.ndarray, face: Face) -> np.ndarray:
     return cv2.resize(work, (48, 48), interpolation=cv2.INTER_AREA)
 
 
+def face_probabilities(checkpoint: Checkpoint, faces: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities of face crops, with the checkpoint card's preprocessing.
+
+    Args:
+        checkpoint: from :func:`fer_core.checkpoints.load_checkpoint`.
+        faces: ``uint8 (N, 48, 48)`` grayscale face crops, 0-255.
+        batch_size: faces per forward pass.
+
+    Returns:
+        ``float32 (N, K)`` softmax probabilities, columns in ``checkpoint.classes`` order.
+
+    Raises:
+        ValueError: ``faces`` is not ``uint8 (N, 48, 48)``.
+    """
+    faces = np.asarray(faces)
+    if faces.dtype != np.uint8 or faces.ndim != 3 or faces.shape[1:] != (48, 48):
+        raise ValueError(f"faces must be uint8 (N, 48, 48), got {faces.dtype} {faces.shape}")
+    pre = checkpoint.card.get("preprocessing", {})
+    return predict_proba(checkpoint.model, faces, batch_size, mean=pre.get("mean", 0.5), std=pre.get("std", 0.25))
+
+
 def classify_faces(checkpoint: Checkpoint, faces: np.ndarray, batch_size: int = 64) -> list[dict]:
     """Emotion of each face.
 
@@ -112,13 +133,7 @@ def classify_faces(checkpoint: Checkpoint, faces: np.ndarray, batch_size: int = 
     Raises:
         ValueError: ``faces`` is not ``uint8 (N, 48, 48)``.
     """
-    faces = np.asarray(faces)
-    if faces.dtype != np.uint8 or faces.ndim != 3 or faces.shape[1:] != (48, 48):
-        raise ValueError(f"faces must be uint8 (N, 48, 48), got {faces.dtype} {faces.shape}")
-    pre = checkpoint.card.get("preprocessing", {})
-    probs = predict_proba(
-        checkpoint.model, faces, batch_size, mean=pre.get("mean", 0.5), std=pre.get("std", 0.25)
-    )
+    probs = face_probabilities(checkpoint, faces, batch_size)
     names = checkpoint.classes
     records = []
     for p in probs:

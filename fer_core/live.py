@@ -38,7 +38,7 @@ from fer_core import NEGATIVE_EMOTIONS
 from fer_core.checkpoints import Checkpoint
 from fer_core.detect import Face, FaceDetector
 from fer_core.images import rgb_to_gray
-from fer_core.infer import align_face, classify_faces, face_fields
+from fer_core.infer import align_face, face_fields, face_probabilities
 from fer_core.overlay import annotate
 from fer_core.tracking import assign_tracks, move_face
 
@@ -244,8 +244,7 @@ class LiveAnalyzer:
             t = clock()
             gray = rgb_to_gray(rgb)
             crops = np.stack([align_face(gray, tr.face) for tr in to_classify])  # (N, 48, 48)
-            for tr, rec in zip(to_classify, classify_faces(self.checkpoint, crops), strict=True):
-                p = np.array([rec["probabilities"][n] for n in names], np.float64)
+            for tr, p in zip(to_classify, face_probabilities(self.checkpoint, crops).astype(np.float64), strict=True):
                 if tr.probs is not None and len(tr.probs) == len(p):
                     p = self.smoothing * tr.probs + (1.0 - self.smoothing) * p
                 tr.probs = p

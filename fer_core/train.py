@@ -347,6 +347,52 @@ def keep_best(candidates: dict, best: dict, epoch: int, out: Path, write: bool =
     return {"val_accuracy": acc, "epoch": epoch + 1, "weights": which}
 
 
+def validate_and_select(row: dict, validate, model: torch.nn.Module, ema: AveragedModel | None, best: dict,
+                        epoch: int, out: Path, ctx: DistContext = SINGLE) -> dict:
+    """The end of an epoch, shared by the plain and the private recipe: validate the raw (and EMA)
+    weights, add ``val_loss``/``val_accuracy`` (and ``*_ema``) to ``row``, keep the best weights
+    (:func:`keep_best`) and check that every data-parallel rank holds the same weights.
+
+    Args:
+        validate: ``validate("raw" | "ema") -> {"loss", "accuracy", ...}`` on this rank's share of
+            the validation split (combined over ranks here).
+        model, ema: the modules whose weights ``best.safetensors`` takes.
+
+    Returns:
+        The updated ``best``.
+    """
+    val = reduce_metrics(validate("raw"), ctx)
+    row.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+    candidates = {"raw": (val["accuracy"], model)}
+    if ema is not None:
+        val_ema = reduce_metrics(validate("ema"), ctx)
+        row.update(val_loss_ema=val_ema["loss"], val_accuracy_ema=val_ema["accuracy"])
+        candidates["ema"] = (val_ema["accuracy"], ema.module)
+    best = keep_best(candidates, best, epoch, out, write=ctx.is_main)
+    check_in_sync(ctx, epoch, *[m for m in (model, ema) if m is not None])
+    return best
+
+
+def run_state(model: torch.nn.Module, optimizer_state: dict, ema: AveragedModel | None, epoch: int,
+              history: list[dict], best: dict, commands: list[str], frozen: dict, data_sha256: str,
+              elapsed_s: float, **extra) -> dict:
+    """What ``state.pt`` holds after an epoch (tensors and JSON strings: loadable with
+    ``torch.load(weights_only=True)``); ``extra`` adds recipe-specific entries (e.g. the accountant)."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer_state,
+        "ema": ema.state_dict() if ema is not None else {},
+        **extra,
+        "epoch": epoch + 1,
+        "history": json.dumps(history),
+        "best": json.dumps(best),
+        "commands": json.dumps(commands),
+        "config": json.dumps(frozen),
+        "data_sha256": data_sha256,
+        "elapsed_s": elapsed_s,
+    }
+
+
 def select_train_rows(cfg: TrainConfig, ds: FERDataset) -> tuple[np.ndarray, np.ndarray, dict]:
     """The training rows a run uses: all of ``cfg.train_split``, or its public or private share.
 
@@ -660,35 +706,16 @@ def _main_plain(cfg: TrainConfig, command: str, ctx: DistContext, t_invocation: 
         if cfg.stop_after is not None and epochs_this_run >= cfg.stop_after:
             break
         row = train_one_epoch(model, step_model, optimizer, train_x_t, train_y_t, cfg, epoch, ema, device, ctx)
-        val = reduce_metrics(evaluate(model, val_x, val_y, device=device), ctx)
-        row.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
-        candidates = {"raw": (val["accuracy"], model)}
-        if ema is not None:
-            val_ema = reduce_metrics(evaluate(ema.module, val_x, val_y, device=device), ctx)
-            row.update(val_loss_ema=val_ema["loss"], val_accuracy_ema=val_ema["accuracy"])
-            candidates["ema"] = (val_ema["accuracy"], ema.module)
-        best = keep_best(candidates, best, epoch, out, write=ctx.is_main)
-        check_in_sync(ctx, epoch, *[m for m in (model, ema) if m is not None])
+        best = validate_and_select(
+            row, lambda which: evaluate(model if which == "raw" else ema.module, val_x, val_y, device=device),
+            model, ema, best, epoch, out, ctx)
         history.append(row)
         epochs_this_run += 1
         elapsed = elapsed_before + time.perf_counter() - t_invocation
         if not ctx.is_main:
             continue
-        _atomic_torch_save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "ema": ema.state_dict() if ema is not None else {},
-                "epoch": epoch + 1,
-                "history": json.dumps(history),
-                "best": json.dumps(best),
-                "commands": json.dumps(commands),
-                "config": json.dumps(frozen),
-                "data_sha256": ds.sha256,
-                "elapsed_s": elapsed,
-            },
-            state_path,
-        )
+        _atomic_torch_save(run_state(model, optimizer.state_dict(), ema, epoch, history, best, commands, frozen,
+                                     ds.sha256, elapsed), state_path)
         _write_history(history, out / HISTORY_FILE)
         print(
             f"epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} "

@@ -49,10 +49,8 @@ from fer_core.distributed import (
     SINGLE,
     DistContext,
     all_reduce_sum,
-    check_in_sync,
     distributed_session,
     rank_seed,
-    reduce_metrics,
     shard,
 )
 from fer_core.models import build_model, model_arguments, split_for_finetune
@@ -77,11 +75,12 @@ from fer_core.train import (
     build_card,
     class_names,
     evaluate_chosen,
-    keep_best,
     load_resume_state,
     lr_at,
     make_optimizer,
+    run_state,
     select_train_rows,
+    validate_and_select,
 )
 
 
@@ -388,35 +387,18 @@ def _main_private(cfg: TrainConfig, command: str | None, ctx: DistContext, devic
             break
         row = train_one_epoch_private(dp, generator, cfg, epoch, total_steps, raw, model, ema, ctx)
         row["epsilon"] = spent_epsilon(dp.engine, cfg.delta)
-        val = reduce_metrics(evaluate_inputs(tail, val_in, val_y, raw), ctx)
-        row.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
-        candidates = {"raw": (val["accuracy"], model)}
-        if ema is not None:
-            val_ema = reduce_metrics(evaluate_inputs(ema_tail, val_in, val_y, raw), ctx)
-            row.update(val_loss_ema=val_ema["loss"], val_accuracy_ema=val_ema["accuracy"])
-            candidates["ema"] = (val_ema["accuracy"], ema.module)
-        best = keep_best(candidates, best, epoch, out, write=ctx.is_main)
-        check_in_sync(ctx, epoch, *[m for m in (model, ema) if m is not None])
+        best = validate_and_select(
+            row, lambda which: evaluate_inputs(tail if which == "raw" else ema_tail, val_in, val_y, raw),
+            model, ema, best, epoch, out, ctx)
         history.append(row)
         epochs_this_run += 1
         if not ctx.is_main:
             continue
         _atomic_torch_save(
-            {
-                "model": model.state_dict(),
-                "optimizer": dp.optimizer.original_optimizer.state_dict(),
-                "ema": ema.state_dict() if ema is not None else {},
-                "accountant_history": json.dumps([list(h) for h in dp.engine.accountant.history]),
-                "epoch": epoch + 1,
-                "history": json.dumps(history),
-                "best": json.dumps(best),
-                "commands": json.dumps(commands),
-                "config": json.dumps(frozen),
-                "data_sha256": ds.sha256,
-                "elapsed_s": elapsed_before + time.perf_counter() - t_invocation,
-            },
-            state_path,
-        )
+            run_state(model, dp.optimizer.original_optimizer.state_dict(), ema, epoch, history, best, commands,
+                      frozen, ds.sha256, elapsed_before + time.perf_counter() - t_invocation,
+                      accountant_history=json.dumps([list(h) for h in dp.engine.accountant.history])),
+            state_path)
         _write_history(history, out / HISTORY_FILE)
         print(f"epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} "
               f"| {cfg.val_split} acc {row['val_accuracy']:.4f}"
