@@ -24,7 +24,7 @@ pages = [
 ]
 nav = st.navigation(pages)
 
-from fer_core.app_support import model_picker  # noqa: E402  (after set_page_config)
+from fer_core.app.support import model_picker  # noqa: E402  (after set_page_config)
 
 model_picker()
 nav.run()

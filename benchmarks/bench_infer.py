@@ -7,7 +7,7 @@ Figures (medians over ``--repeat`` runs after a warm-up):
   ms_12mp_10faces  JPEG bytes of a 4000x3000 photo with ten faces -> faces with emotions (decode included)
   detector_ms      YuNet on the decoded 1 MP photo
   faces_per_s      classifier throughput on batches of 64 aligned 48x48 faces
-The photos are made from the shipped sample portrait (public domain), by ``fer_core.bench`` (the
+The photos are made from the shipped sample portrait (public domain), by ``fer_core.results.speed`` (the
 module behind ``python -m fer_core bench`` and the app's Benchmarks page, which time the classifier at
 batch 1 and 64 and the 1 MP photo within a time budget for every model).
 """
@@ -26,11 +26,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from fer_core.bench import benchmark_photo, group_photo, machine_info  # noqa: E402
-from fer_core.checkpoints import load_checkpoint  # noqa: E402
-from fer_core.detect import FaceDetector  # noqa: E402
-from fer_core.images import load_image  # noqa: E402
-from fer_core.infer import analyze_photo, classify_faces, compiled  # noqa: E402
+from fer_core.data.images import load_image
+from fer_core.inference.detect import FaceDetector
+from fer_core.inference.pipeline import analyze_photo
+from fer_core.models.checkpoint import load_checkpoint
+from fer_core.models.predict import classify_faces, compiled
+from fer_core.results.speed import benchmark_photo, group_photo, machine_info
 
 
 def median_ms(fn, repeat: int) -> float:

@@ -37,9 +37,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from fer_core.distributed import SINGLE, DistContext, all_reduce_sum, distributed_session  # noqa: E402
-from fer_core.models import build_model, split_for_finetune  # noqa: E402
-from fer_core.preprocess import to_model_input  # noqa: E402
+from fer_core.data.preprocess import to_model_input
+from fer_core.models.architectures import build_model, split_for_finetune
+from fer_core.training.distributed import SINGLE, DistContext, all_reduce_sum, distributed_session
 
 MODES = ("plain", "dp-sgd", "plain-scatternet", "scatternet", "plain-two-stage", "two-stage")
 BASE = {"plain": "plain", "dp-sgd": "plain", "scatternet": "plain-scatternet", "plain-scatternet": "plain-scatternet",
@@ -59,7 +59,7 @@ def run_mode(mode: str, batch_size: int, steps: int, ctx: DistContext = SINGLE) 
 
     With a distributed ``ctx`` (only ``plain`` and ``dp-sgd``), ``batch_size`` is the global batch.
     """
-    from fer_core.privacy import make_private
+    from fer_core.privacy.engine import make_private
 
     arch = "scatternet" if "scatternet" in mode else "resnet"
     trainable = "all" if mode in ("plain", "dp-sgd") or "scatternet" in mode else "last-block"

@@ -1,11 +1,11 @@
 """Live webcam speed on this machine: 640x480 frames with 1 and 3 real faces through the Webcam page's
-``video_frame_callback`` (:meth:`fer_core.live.LiveAnalyzer.callback`: decode to RGB, detect every n-th
+``video_frame_callback`` (:meth:`fer_core.inference.live.LiveAnalyzer.callback`: decode to RGB, detect every n-th
 frame and follow faces by optical flow in between, classify in a batch, draw, queue the result).
 
     python benchmarks/bench_webcam.py [--seconds 10] [--detect-every 3] [--detector-side 320] [--json]
 
 Frames are YUV 4:2:0 ``av.VideoFrame`` objects, as WebRTC delivers them, made from the shipped sample
-portrait by :func:`fer_core.scenes.face_clip` (faces drifting ~1 px per frame); frames are fed back to
+portrait by :func:`fer_core.inference.scenes.face_clip` (faces drifting ~1 px per frame); frames are fed back to
 back, so FPS is the most the callback can sustain on one core (a camera sends 30). Figures, per case,
 after a warm-up of 15 frames:
 
@@ -33,10 +33,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from fer_core.checkpoints import load_checkpoint  # noqa: E402
-from fer_core.detect import FaceDetector  # noqa: E402
-from fer_core.live import DETECT_EVERY, LIVE_DETECTOR_SIDE, LiveAnalyzer  # noqa: E402
-from fer_core.scenes import face_clip  # noqa: E402
+from fer_core.inference.detect import FaceDetector
+from fer_core.inference.live import DETECT_EVERY, LIVE_DETECTOR_SIDE, LiveAnalyzer
+from fer_core.inference.scenes import face_clip
+from fer_core.models.checkpoint import load_checkpoint
 
 
 def run_case(n_faces: int, ckpt, detector, seconds: float, detect_every: int, classify_every: int) -> dict:

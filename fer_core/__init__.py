@@ -1,8 +1,8 @@
 """fer_core: facial emotion recognition with ordinary and differentially private training.
 
 The library behind the Streamlit app: data loading (:mod:`fer_core.data`), models
-(:mod:`fer_core.models`), training (:mod:`fer_core.train`), metrics (:mod:`fer_core.metrics`),
-self-describing checkpoints (:mod:`fer_core.checkpoints`) and the command line
+(:mod:`fer_core.models`), training (:mod:`fer_core.training.lifecycle`), metrics (:mod:`fer_core.evaluation.metrics`),
+self-describing checkpoints (:mod:`fer_core.models.checkpoint`) and the command line
 (``python -m fer_core``).
 """
 

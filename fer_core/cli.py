@@ -12,8 +12,24 @@ import shlex
 import sys
 from pathlib import Path
 
-from fer_core.checkpoints import CheckpointError
-from fer_core.data import DatasetError
+from fer_core.audit.membership import run_audit
+from fer_core.data.datasets import DatasetError, load_dataset
+from fer_core.data.ferplus import with_label_set
+from fer_core.data.images import ImageError, encode_png
+from fer_core.evaluation.evaluate import evaluate_split
+from fer_core.inference.detect import FaceDetector
+from fer_core.inference.pipeline import analyze_photo, load_face_image
+from fer_core.inference.video import VideoError, analyze_video
+from fer_core.models.checkpoint import CHECKPOINT_DIR, CheckpointError, list_checkpoints, load_checkpoint
+from fer_core.models.predict import classify_faces, compiled
+from fer_core.results.architectures import compare_architectures
+from fer_core.results.files import SWEEP_RESULTS
+from fer_core.results.report import ARCH_RESULTS, README, update_readme
+from fer_core.results.speed import SPEED_RESULTS, describe_machine, machine_info, measure_models, write_speed
+from fer_core.results.sweep import EPSILONS, RECIPES, run_sweep
+from fer_core.training.config import TrainConfig
+from fer_core.training.distributed import launched_rank
+from fer_core.training.lifecycle import main as train_main
 
 DATA_HELP = "dataset (.npz, .csv or image folder); default $FER_DATA or ../shared/data/fer2013.npz"
 
@@ -23,7 +39,6 @@ def _command_line() -> str:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from fer_core.train import TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser(
@@ -115,7 +130,6 @@ def _augment_from_args(a: argparse.Namespace, defaults: dict) -> dict:
 
 
 def _config_from_args(a: argparse.Namespace, **overrides):
-    from fer_core.train import TrainConfig
 
     return TrainConfig(
         augment=_augment_from_args(a, TrainConfig().augment), data=a.data, epochs=a.epochs,
@@ -129,7 +143,6 @@ def _config_from_args(a: argparse.Namespace, **overrides):
 
 
 def _run_train(a: argparse.Namespace) -> int:
-    from fer_core.train import main
 
     try:
         model_args = json.loads(a.model_args)
@@ -142,8 +155,7 @@ def _run_train(a: argparse.Namespace) -> int:
         max_grad_norm=a.max_grad_norm, accountant=a.accountant, trainable=a.trainable,
         physical_batch_size=a.physical_batch_size, label_set=a.label_set, target=a.target,
     )
-    result = main(cfg, command=_command_line())
-    from fer_core.distributed import launched_rank
+    result = train_main(cfg, command=_command_line())
 
     if launched_rank() != 0:  # under torchrun: rank 0 reports for the run
         return 0
@@ -178,22 +190,17 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 def _run_evaluate(a: argparse.Namespace) -> int:
     import torch
 
-    from fer_core.checkpoints import load_checkpoint
-    from fer_core.data import load_dataset
-    from fer_core.evaluate import evaluate_split
-    from fer_core.ferplus import with_label_set
 
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     ckpt = load_checkpoint(a.checkpoint)
-    ds = with_label_set(load_dataset(a.data), ckpt.card.get("label_set", "fer2013"))
+    ds = with_label_set(load_dataset(a.data), ckpt.card.label_set)
     split = a.split
     if split not in ds.splits and ds.splits == ["All"]:
         split = "All"  # a generic .npz without a 'usage' key: evaluate every labelled row
-    pre = ckpt.card.get("preprocessing", {})
+    pre = ckpt.card.preprocessing
     report = evaluate_split(
-        ckpt.model, ds, split, class_names=ckpt.classes, mean=pre.get("mean", 0.5),
-        std=pre.get("std", 0.25), flip_tta=not a.no_tta,
+        ckpt.model, ds, split, class_names=ckpt.classes, mean=pre.mean, std=pre.std, flip_tta=not a.no_tta,
     )
     report = {"checkpoint": str(ckpt.path), "data": ds.source, **report}
     if a.json:
@@ -250,8 +257,6 @@ def _blur_target(out: str, src: str, n_inputs: int, suffix: str) -> Path:
 def _run_predict(a: argparse.Namespace) -> int:
     import numpy as np
 
-    from fer_core.checkpoints import load_checkpoint
-    from fer_core.images import ImageError, encode_png
 
     if a.threads > 0:
         import torch
@@ -259,7 +264,6 @@ def _run_predict(a: argparse.Namespace) -> int:
         torch.set_num_threads(a.threads)
     ckpt = load_checkpoint(a.checkpoint)
     if a.compile:
-        from fer_core.infer import compiled
 
         try:
             ckpt = compiled(ckpt)
@@ -268,7 +272,6 @@ def _run_predict(a: argparse.Namespace) -> int:
     records: list[dict] = []
     failed = 0
     if a.faces:
-        from fer_core.infer import classify_faces, load_face_image
 
         faces, names = [], []
         for path in a.inputs:
@@ -281,9 +284,6 @@ def _run_predict(a: argparse.Namespace) -> int:
         if faces:
             records = [{"file": n, **r} for n, r in zip(names, classify_faces(ckpt, np.stack(faces)), strict=True)]
     else:
-        from fer_core.detect import FaceDetector
-        from fer_core.infer import analyze_photo
-        from fer_core.video import VideoError, analyze_video
 
         detector = FaceDetector(a.detector)
         for path in a.inputs:
@@ -326,7 +326,6 @@ def _run_predict(a: argparse.Namespace) -> int:
 
 
 def _add_compare(sub: argparse._SubParsersAction) -> None:
-    from fer_core.train import TrainConfig
 
     d = TrainConfig(epochs=6)
     p = sub.add_parser(
@@ -344,7 +343,6 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_compare(a: argparse.Namespace) -> int:
-    from fer_core.results import ARCH_RESULTS, compare_architectures
 
     base = _config_from_args(a, out=a.out)
     rows = compare_architectures(base, a.archs, a.results or ARCH_RESULTS, command=_command_line())
@@ -353,7 +351,6 @@ def _run_compare(a: argparse.Namespace) -> int:
 
 
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
-    from fer_core.sweep import EPSILONS, RECIPES
 
     p = sub.add_parser(
         "sweep",
@@ -379,9 +376,6 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_sweep(a: argparse.Namespace) -> int:
-    from fer_core.checkpoints import CHECKPOINT_DIR
-    from fer_core.sweep import SWEEP_RESULTS, run_sweep
-    from fer_core.train import TrainConfig
 
     base = TrainConfig(data=a.data, threads=a.threads, progress=not a.no_progress, channels_last=False)
     rows = run_sweep(base, a.methods, a.epsilons, Path(a.results) if a.results else SWEEP_RESULTS,
@@ -416,8 +410,6 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
 def _run_audit(a: argparse.Namespace) -> int:
     import torch
 
-    from fer_core.audit import run_audit
-    from fer_core.checkpoints import list_checkpoints
 
     if a.threads > 0:
         torch.set_num_threads(a.threads)
@@ -453,8 +445,6 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 def _run_bench(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from fer_core.bench import SPEED_RESULTS, describe_machine, machine_info, measure_models, write_speed
-    from fer_core.checkpoints import list_checkpoints, load_checkpoint
 
     if not a.budget_s > 0:  # also rejects NaN
         raise ValueError(f"--budget-s must be a positive number of seconds, got {a.budget_s}")
@@ -496,7 +486,6 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_report(a: argparse.Namespace) -> int:
-    from fer_core.results import README, update_readme
 
     changed = update_readme()
     print(f"{README}: {'updated' if changed else 'already up to date'}")

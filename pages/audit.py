@@ -3,8 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from fer_core.app_support import audit_path, audit_results
-from fer_core.plots import audit_roc_figure
+from fer_core.app.plots import audit_roc_figure
+from fer_core.app.support import audit_path, audit_results
 
 ATTACK_NAMES = {"rmia": "RMIA (reference models)", "loss": "Loss threshold"}
 

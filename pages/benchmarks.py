@@ -3,7 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from fer_core.app_support import (
+from fer_core.app.plots import benchmark_scatter_figure
+from fer_core.app.support import (
     LIVE_BENCH_MAX_S,
     BenchmarkBusy,
     audit_path,
@@ -11,16 +12,8 @@ from fer_core.app_support import (
     available_checkpoints,
     live_benchmark,
 )
-from fer_core.bench import (
-    BENCHMARK_COLUMNS,
-    FIGURE_COLUMNS,
-    benchmark_rows,
-    describe_machine,
-    machine_info,
-    read_speed,
-    speed_path,
-)
-from fer_core.plots import benchmark_scatter_figure
+from fer_core.results.speed import describe_machine, machine_info, read_speed, speed_path
+from fer_core.results.tables import BENCHMARK_COLUMNS, FIGURE_COLUMNS, benchmark_rows
 
 ACC = "PrivateTest accuracy"
 LIVE = "measured here (live)"

@@ -3,7 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from fer_core.app_support import (
+from fer_core.app.plots import confusion_matrix_figure, paired_probabilities_figure, recall_comparison_figure
+from fer_core.app.support import (
     available_checkpoints,
     cached_checkpoint,
     cached_detector,
@@ -11,10 +12,9 @@ from fer_core.app_support import (
     default_pair,
     split_comparison,
 )
-from fer_core.compare import compare_photo_annotated, photo_table
-from fer_core.data import DatasetError
-from fer_core.infer import SAMPLE_PHOTO
-from fer_core.plots import confusion_matrix_figure, paired_probabilities_figure, recall_comparison_figure
+from fer_core.data.datasets import DatasetError
+from fer_core.evaluation.compare import compare_photo_annotated, photo_table
+from fer_core.inference.pipeline import SAMPLE_PHOTO
 
 st.title("Compare")
 st.caption("Two models on the same faces: what does privacy cost, and where do the models disagree?")

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from fer_core import EMOTIONS, NEGATIVE_EMOTIONS
-from fer_core.app_support import available_checkpoints, checkpoint_label
+from fer_core.app.support import available_checkpoints, checkpoint_label
 
 st.title("Privacy-conscious facial emotion recognition")
 st.markdown(

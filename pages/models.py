@@ -3,9 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from fer_core.app_support import available_checkpoints
-from fer_core.model_cards import history_rows, summary_rows
-from fer_core.plots import confusion_matrix_figure, history_figure
+from fer_core.app.plots import confusion_matrix_figure, history_figure
+from fer_core.app.support import available_checkpoints
+from fer_core.results.tables import history_rows, summary_rows
 
 st.title("Models")
 cards = available_checkpoints()

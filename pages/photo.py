@@ -3,10 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-from fer_core.app_support import cached_detector, selected_checkpoint
-from fer_core.images import encode_png
-from fer_core.infer import SAMPLE_PHOTO, analyze_photo, records_to_csv, records_to_json, records_to_rows
-from fer_core.plots import probabilities_figure
+from fer_core.app.plots import probabilities_figure
+from fer_core.app.support import cached_detector, selected_checkpoint
+from fer_core.data.images import encode_png
+from fer_core.inference.pipeline import SAMPLE_PHOTO, analyze_photo, records_to_csv, records_to_json, records_to_rows
 
 st.title("Photo")
 st.caption("Photos are analysed in memory and never written to disk or logs.")

@@ -3,11 +3,13 @@
 import pandas as pd
 import streamlit as st
 
-from fer_core.app_support import available_checkpoints, baseline_card, cached_budget, private_cards
-from fer_core.compare import expected_accuracy, sweep_path, sweep_rows
-from fer_core.model_cards import history_rows
-from fer_core.plots import epsilon_history_figure, history_figure, recall_vs_epsilon_figure, tradeoff_figure
-from fer_core.privacy import DELTA, METHOD_NOTES, PrivacyError
+from fer_core.app.plots import epsilon_history_figure, history_figure, recall_vs_epsilon_figure, tradeoff_figure
+from fer_core.app.support import available_checkpoints, baseline_card, cached_budget, private_cards
+from fer_core.privacy.accounting import DELTA, PrivacyError
+from fer_core.privacy.engine import METHOD_NOTES
+from fer_core.results.files import sweep_path, sweep_rows
+from fer_core.results.sweep import expected_accuracy
+from fer_core.results.tables import history_rows
 
 st.title("Privacy trade-off")
 st.markdown(

@@ -3,9 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from fer_core.app_support import cached_detector, selected_checkpoint
-from fer_core.plots import timeline_figure
-from fer_core.video import MAX_BYTES, MAX_DURATION_S, VideoError, analyze_video
+from fer_core.app.plots import timeline_figure
+from fer_core.app.support import cached_detector, selected_checkpoint
+from fer_core.inference.video import MAX_BYTES, MAX_DURATION_S, VideoError, analyze_video
 
 st.title("Video")
 st.caption(

@@ -5,15 +5,15 @@ import time
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
-from fer_core.app_support import (
+from fer_core.app.plots import timeline_figure
+from fer_core.app.support import (
     cached_detector,
     selected_checkpoint,
     session_live_analyzer,
     session_live_timeline,
     webrtc_configuration,
 )
-from fer_core.live import DETECT_EVERY, LIVE_DETECTOR_SIDE, compact_faces_text
-from fer_core.plots import timeline_figure
+from fer_core.inference.live import DETECT_EVERY, LIVE_DETECTOR_SIDE, compact_faces_text
 
 st.title("Webcam")
 st.caption(

@@ -55,8 +55,8 @@ def synthetic_npz(tmp_path: Path) -> Path:
 def random_ckpt(tmp_path_factory):
     """A loaded checkpoint of an untrained tiny ResNet (7 FER2013 classes), fixed seed."""
     from fer_core import EMOTIONS
-    from fer_core.checkpoints import load_checkpoint, save_checkpoint
-    from fer_core.models import build_model, model_arguments
+    from fer_core.models.architectures import build_model, model_arguments
+    from fer_core.models.checkpoint import load_checkpoint, save_checkpoint
 
     torch.manual_seed(0)
     d = tmp_path_factory.mktemp("ck") / "rand"

@@ -4,7 +4,7 @@ import pytest
 from conftest import REPO
 from streamlit.testing.v1 import AppTest
 
-from fer_core.checkpoints import DEFAULT_CHECKPOINT, list_checkpoints, read_card
+from fer_core.models.checkpoint import DEFAULT_CHECKPOINT, list_checkpoints, read_card
 
 APP = str(REPO / "app.py")
 
@@ -49,7 +49,7 @@ def test_photo_page_sample_photo(app):
 
 
 def test_photo_page_real_upload_and_bad_file(app):
-    from fer_core.infer import SAMPLE_PHOTO
+    from fer_core.inference.pipeline import SAMPLE_PHOTO
 
     app.run()
     app.switch_page("pages/photo.py").run()
@@ -67,9 +67,9 @@ def test_video_page_upload(app):
     import numpy as np
     from PIL import Image
 
-    from fer_core.images import load_image
-    from fer_core.infer import SAMPLE_PHOTO
-    from fer_core.video import encode_frames
+    from fer_core.data.images import load_image
+    from fer_core.inference.pipeline import SAMPLE_PHOTO
+    from fer_core.inference.video import encode_frames
 
     a = Image.fromarray(load_image(SAMPLE_PHOTO)).resize((256, 256))
     clip = encode_frames([np.asarray(a.rotate(i)) for i in range(10)], fps=10)

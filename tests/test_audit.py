@@ -8,20 +8,21 @@ import pytest
 import torch
 from conftest import TINY_RESNET, make_faces, write_npz
 
-from fer_core.audit import (
+from fer_core.audit.attacks import (
     attack_metrics,
-    audit_checkpoint,
     clopper_pearson,
     epsilon_lower_bound,
     loss_scores,
     rmia_scores,
     roc_curve,
-    run_audit,
-    true_label_probability,
 )
-from fer_core.checkpoints import read_card
-from fer_core.models import build_model
-from fer_core.train import TrainConfig, main, make_optimizer, train_one_epoch
+from fer_core.audit.membership import audit_checkpoint, run_audit, true_label_probability
+from fer_core.models.architectures import build_model
+from fer_core.models.checkpoint import read_card
+from fer_core.training.config import TrainConfig
+from fer_core.training.lifecycle import main
+from fer_core.training.optim import make_optimizer
+from fer_core.training.plain import train_one_epoch
 
 
 def test_clopper_pearson_and_epsilon_bound_arithmetic():

@@ -1,6 +1,6 @@
 import torch
 
-from fer_core.augment import AugmentConfig, augment_batch
+from fer_core.data.augment import AugmentConfig, augment_batch
 
 OFF = AugmentConfig(rotation_deg=0, scale=0, shift=0, flip=0, brightness=0, contrast=0, erase_p=0)
 

@@ -1,4 +1,4 @@
-"""fer_core.bench (speed measurement, speed.csv, the Benchmarks table) and ``python -m fer_core bench``."""
+"""fer_core.results.speed (speed measurement, speed.csv, the Benchmarks table) and ``python -m fer_core bench``."""
 
 import csv
 import json
@@ -11,19 +11,19 @@ import pytest
 import torch
 from conftest import REPO
 
-from fer_core import bench
-from fer_core.bench import (
+from fer_core.models.checkpoint import list_checkpoints, read_card
+from fer_core.results import speed, tables
+from fer_core.results.speed import (
     FIGURES,
     SPEED_COLUMNS,
     SPEED_RESULTS,
-    benchmark_rows,
     machine_info,
     measure_model,
     read_speed,
     timed_runs,
     write_speed,
 )
-from fer_core.checkpoints import list_checkpoints, read_card
+from fer_core.results.tables import benchmark_rows
 
 
 class FakeClock:
@@ -41,7 +41,7 @@ class FakeClock:
 
 def test_timed_runs_stops_after_its_budget(monkeypatch):
     clock = FakeClock()
-    monkeypatch.setattr(bench.time, "perf_counter", clock)
+    monkeypatch.setattr(speed.time, "perf_counter", clock)
     ticks = []
     times = timed_runs(lambda: clock.work(0.125), budget_s=1.0, tick=ticks.append)
     # warm-up 0.125 s, then timed calls until 1.0 s has passed since the start: 7 of them.
@@ -121,7 +121,7 @@ def test_benchmark_rows_join_cards_audit_and_speed():
     speed = [{"model": "dp", "faces_per_s_batch1": 30.0, "faces_per_s_batch64": 300.0, "photo_ms": 60.0}]
     rows = {r["model"]: r for r in benchmark_rows(cards, audit, speed)}
     assert set(rows) == {"plain", "dp", "plus"}  # the card without a name is skipped
-    assert list(rows["dp"]) == bench.BENCHMARK_COLUMNS
+    assert list(rows["dp"]) == tables.BENCHMARK_COLUMNS
     dp, plain, plus = rows["dp"], rows["plain"], rows["plus"]
     assert dp["private"] and dp["ε"] == 2.0 and dp["δ"] == 1e-5 and dp["privacy"] == "ε = 2, δ = 1e-05"
     assert dp["PrivateTest accuracy"] == 0.3 and dp["audit AUC (RMIA)"] == 0.51 and dp["audit AUC (loss)"] == 0.505
@@ -141,7 +141,7 @@ def test_committed_speed_covers_every_shipped_model():
 
 
 def test_benchmarks_table_shows_the_committed_files():
-    from fer_core.results import benchmarks_table
+    from fer_core.results.report import benchmarks_table
 
     lines = benchmarks_table().splitlines()
     for r in read_speed(SPEED_RESULTS):
@@ -154,7 +154,7 @@ def test_benchmarks_table_shows_the_committed_files():
 
 
 def test_benchmark_scatter_figure():
-    from fer_core.plots import benchmark_scatter_figure
+    from fer_core.app.plots import benchmark_scatter_figure
 
     rows = [{"model": "a", "method": "scatternet", "ε": 1.0, "acc": 0.4},
             {"model": "b", "method": "scatternet", "ε": 4.0, "acc": 0.5},

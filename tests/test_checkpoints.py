@@ -4,8 +4,8 @@ import pytest
 import torch
 from conftest import TINY_RESNET
 
-from fer_core.checkpoints import CheckpointError, list_checkpoints, load_checkpoint, read_card, save_checkpoint
-from fer_core.models import build_model
+from fer_core.models.architectures import build_model
+from fer_core.models.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, read_card, save_checkpoint
 
 
 def make_card(**kw):

@@ -12,9 +12,9 @@ import torch
 from conftest import REPO, TINY_RESNET, make_faces, write_npz
 
 from fer_core import EMOTIONS
-from fer_core.checkpoints import save_checkpoint
-from fer_core.models import build_model
-from fer_core.preprocess import preprocessing_spec
+from fer_core.data.preprocess import preprocessing_spec
+from fer_core.models.architectures import build_model
+from fer_core.models.checkpoint import save_checkpoint
 
 
 def run(*args, env=None):
@@ -135,9 +135,9 @@ def test_predict_bad_inputs_exit_cleanly(tiny_ckpt, tmp_path, name, content, mes
 def test_predict_photo_and_video_with_blur(tiny_ckpt, tmp_path):
     from PIL import Image
 
-    from fer_core.images import load_image
-    from fer_core.infer import SAMPLE_PHOTO
-    from fer_core.video import encode_frames
+    from fer_core.data.images import load_image
+    from fer_core.inference.pipeline import SAMPLE_PHOTO
+    from fer_core.inference.video import encode_frames
 
     a = Image.fromarray(load_image(SAMPLE_PHOTO)).resize((256, 256))
     (tmp_path / "clip.mp4").write_bytes(encode_frames([np.asarray(a.rotate(i)) for i in range(10)], fps=10))

@@ -8,23 +8,21 @@ import torch
 from conftest import TINY_RESNET, write_npz
 
 from fer_core import EMOTIONS
-from fer_core.compare import (
+from fer_core.data.datasets import DatasetError, load_dataset
+from fer_core.data.images import ImageError
+from fer_core.evaluation.compare import (
     compare_on_split,
     compare_photo,
     compare_photo_annotated,
     example_faces,
-    expected_accuracy,
     photo_table,
-    plan_budget,
-    sweep_rows,
 )
-from fer_core.data import DatasetError, load_dataset
-from fer_core.detect import FaceDetector
-from fer_core.images import ImageError
-from fer_core.infer import SAMPLE_PHOTO, analyze_image
-from fer_core.metrics import classification_report
-from fer_core.privacy import PrivacyError, epsilon_for
-from fer_core.sweep import SWEEP_COLUMNS
+from fer_core.evaluation.metrics import classification_report
+from fer_core.inference.detect import FaceDetector
+from fer_core.inference.pipeline import SAMPLE_PHOTO, analyze_image
+from fer_core.privacy.accounting import PrivacyError, epsilon_for, plan_budget
+from fer_core.results.files import SWEEP_COLUMNS, sweep_rows
+from fer_core.results.sweep import expected_accuracy
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +33,8 @@ def tiny_data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def other_ckpt(tmp_path_factory):
     """A second untrained tiny ResNet (different seed and preprocessing mean) that disagrees with random_ckpt."""
-    from fer_core.checkpoints import load_checkpoint, save_checkpoint
-    from fer_core.models import build_model, model_arguments
+    from fer_core.models.architectures import build_model, model_arguments
+    from fer_core.models.checkpoint import load_checkpoint, save_checkpoint
 
     torch.manual_seed(1)
     d = tmp_path_factory.mktemp("ck") / "other"
@@ -60,7 +58,7 @@ def test_model_against_itself_agrees_everywhere(random_ckpt, tiny_data):
 
 
 def test_two_models_disagree_consistently(random_ckpt, other_ckpt, tiny_data):
-    from fer_core.evaluate import predict_proba
+    from fer_core.models.predict import predict_proba
 
     res = compare_on_split(random_ckpt, other_ckpt, tiny_data, max_examples=5)
     faces, labels = tiny_data.split("PrivateTest")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from conftest import make_faces
 
-from fer_core.data import DatasetError, default_data_path, load_dataset
+from fer_core.data.datasets import DatasetError, default_data_path, load_dataset
 
 
 def test_npz_with_splits(synthetic_npz):

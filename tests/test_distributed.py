@@ -20,7 +20,9 @@ import torch
 from conftest import REPO, TINY_RESNET, write_npz
 from safetensors.torch import load_file
 
-from fer_core.distributed import (
+from fer_core.privacy.accounting import epsilon_for, noise_multiplier_for
+from fer_core.training.config import TrainConfig
+from fer_core.training.distributed import (
     SINGLE,
     WEIGHTS_DIR_ENV,
     DistContext,
@@ -29,8 +31,7 @@ from fer_core.distributed import (
     reduce_metrics,
     shard,
 )
-from fer_core.privacy import epsilon_for, noise_multiplier_for
-from fer_core.train import TrainConfig, main
+from fer_core.training.lifecycle import main
 
 MODEL_ARGS = {**TINY_RESNET, "dropout": 0.0}  # no randomness besides the seeded data order
 RECIPE = dict(arch="resnet", model_args=MODEL_ARGS, epochs=2, batch_size=32, augment={}, ema_decay=0.9,
@@ -128,7 +129,7 @@ def test_lockstep_sampler_steps_on_empty_local_batches():
     import torch.distributed as dist
     from opacus.utils.uniform_sampler import DistributedUniformWithReplacementSampler
 
-    from fer_core.dp_sampler import LockstepDistributedSampler
+    from fer_core.privacy.sampling import LockstepDistributedSampler
 
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:

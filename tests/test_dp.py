@@ -11,16 +11,13 @@ from conftest import TINY_RESNET, make_faces, write_npz
 from safetensors.torch import load_file
 from torch import nn
 
-from fer_core.checkpoints import load_checkpoint
-from fer_core.models import build_model, split_for_finetune
-from fer_core.privacy import (
-    PrivacyError,
-    epsilon_for,
-    make_private,
-    noise_multiplier_for,
-    public_private_split,
-)
-from fer_core.train import TrainConfig, main
+from fer_core.models.architectures import build_model, split_for_finetune
+from fer_core.models.checkpoint import load_checkpoint
+from fer_core.privacy.accounting import PrivacyError, epsilon_for, noise_multiplier_for
+from fer_core.privacy.engine import make_private
+from fer_core.privacy.rows import public_private_split
+from fer_core.training.config import TrainConfig
+from fer_core.training.lifecycle import main
 
 N_FER = 28_709  # FER2013 Training rows
 

@@ -12,11 +12,11 @@ from conftest import REPO, TINY_RESNET, make_faces
 from test_train import tiny_config
 
 from fer_core import EMOTIONS, FERPLUS_EMOTIONS
-from fer_core.checkpoints import load_checkpoint, save_checkpoint
-from fer_core.data import DatasetError, load_dataset
-from fer_core.ferplus import agreement_matrix, ferplus_dataset, ferplus_labels, with_label_set
-from fer_core.models import build_model, model_arguments
-from fer_core.train import main
+from fer_core.data.datasets import DatasetError, load_dataset
+from fer_core.data.ferplus import agreement_matrix, ferplus_dataset, ferplus_labels, with_label_set
+from fer_core.models.architectures import build_model, model_arguments
+from fer_core.models.checkpoint import load_checkpoint, save_checkpoint
+from fer_core.training.lifecycle import main
 
 #            neu hap sur sad ang dis fea con unk NF
 VOTES = np.array([
@@ -174,7 +174,7 @@ def test_real_data_ferplus_facts(real_data):
 
 
 def test_compare_on_split_scores_ferplus_models_on_ferplus_labels(tmp_path, random_ckpt):
-    from fer_core.compare import compare_on_split
+    from fer_core.evaluation.compare import compare_on_split
 
     data = write_votes_npz(tmp_path / "v.npz")
     args = model_arguments("resnet", **{**TINY_RESNET, "num_classes": 8})

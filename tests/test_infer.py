@@ -9,10 +9,11 @@ import pytest
 from PIL import Image
 
 from fer_core import EMOTIONS
-from fer_core.detect import FaceDetector
-from fer_core.images import ImageError, load_image
-from fer_core.infer import SAMPLE_PHOTO, align_face, analyze_image, analyze_photo, records_to_csv, records_to_json
-from fer_core.overlay import annotate, blur_faces
+from fer_core.data.images import ImageError, load_image
+from fer_core.inference.align import align_face
+from fer_core.inference.detect import FaceDetector
+from fer_core.inference.overlay import annotate, blur_faces
+from fer_core.inference.pipeline import SAMPLE_PHOTO, analyze_image, analyze_photo, records_to_csv, records_to_json
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def test_detection_on_a_downscaled_copy_maps_boxes_back(astronaut):
 
 
 def test_aligned_crop_puts_eyes_where_fer2013_has_them(astronaut, yunet):
-    from fer_core.images import rgb_to_gray
+    from fer_core.data.images import rgb_to_gray
 
     face = yunet.detect(astronaut)[0]
     crop = align_face(rgb_to_gray(astronaut), face)
@@ -172,7 +173,7 @@ def test_overlays_and_exports(astronaut, random_ckpt, yunet):
 
 
 def test_big_jpeg_is_decoded_reduced_and_boxes_map_back(astronaut, random_ckpt, yunet):
-    from fer_core.images import decode_image
+    from fer_core.data.images import decode_image
 
     big = Image.fromarray(astronaut).resize((4096, 4096), Image.BICUBIC)
     data = png_bytes(big, format="JPEG", quality=90)
@@ -188,8 +189,8 @@ def test_big_jpeg_is_decoded_reduced_and_boxes_map_back(astronaut, random_ckpt, 
 
 @pytest.mark.realdata
 def test_fer_landmark_template_matches_the_data(real_data):
-    from fer_core.data import load_dataset
-    from fer_core.infer import FER_LANDMARKS, measure_landmark_template
+    from fer_core.data.datasets import load_dataset
+    from fer_core.inference.align import FER_LANDMARKS, measure_landmark_template
 
     faces, _ = load_dataset(real_data).split("Training")
     template, n = measure_landmark_template(faces[:200], FaceDetector("yunet", score_threshold=0.5, min_size=10))
@@ -199,7 +200,7 @@ def test_fer_landmark_template_matches_the_data(real_data):
 
 def _real_face_grid(real_data, n: int, cols: int, cell: int, face: int, seed: int = 0):
     """A group image of ``n`` different real FER2013 PrivateTest faces (grey canvas, ``cols`` per row)."""
-    from fer_core.data import load_dataset
+    from fer_core.data.datasets import load_dataset
 
     faces, labels = load_dataset(real_data).split("PrivateTest")
     idx = np.random.default_rng(seed).choice(len(faces), n, replace=False)
@@ -218,7 +219,7 @@ def _cell_of(record, cols: int, cell: int) -> int:
 
 
 def test_group_of_real_faces_every_face_found_and_labelled(real_data, yunet):
-    from fer_core.checkpoints import load_checkpoint
+    from fer_core.models.checkpoint import load_checkpoint
 
     image, truth = _real_face_grid(real_data, 12, cols=4, cell=220, face=160)
     recs = analyze_image(image, load_checkpoint(), yunet)
@@ -234,7 +235,7 @@ def test_group_of_real_faces_every_face_found_and_labelled(real_data, yunet):
 
 
 def test_fifty_different_real_faces(real_data, yunet):
-    from fer_core.checkpoints import load_checkpoint
+    from fer_core.models.checkpoint import load_checkpoint
 
     image, truth = _real_face_grid(real_data, 50, cols=10, cell=200, face=144)
     recs = analyze_image(image, load_checkpoint(), yunet)

@@ -9,11 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_core.checkpoints import load_checkpoint, save_checkpoint
-from fer_core.detect import FaceDetector
-from fer_core.live import LIVE_DETECTOR_SIDE, LiveAnalyzer, LiveTimeline, put_latest, rtc_configuration
-from fer_core.scenes import face_clip, face_scene
-from fer_core.tracking import assign_tracks, iou, move_face
+from fer_core.app.webrtc import rtc_configuration
+from fer_core.inference.detect import FaceDetector
+from fer_core.inference.live import LIVE_DETECTOR_SIDE, LiveAnalyzer, LiveTimeline, put_latest
+from fer_core.inference.scenes import face_clip, face_scene
+from fer_core.inference.tracking import assign_tracks, iou, move_face
+from fer_core.models.checkpoint import load_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def ferplus_ckpt(tmp_path_factory):
     """An untrained tiny 8-class checkpoint (FER+ classes, with contempt)."""
     import torch
 
-    from fer_core.models import build_model, model_arguments
+    from fer_core.models.architectures import build_model, model_arguments
 
     torch.manual_seed(1)
     classes = ["neutral", "happy", "surprise", "sad", "angry", "disgust", "fear", "contempt"]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fer_core.metrics import classification_report, confusion_matrix, expected_calibration_error, roc_auc
+from fer_core.evaluation.metrics import classification_report, confusion_matrix, expected_calibration_error, roc_auc
 
 
 def onehot(pred, k=7, conf=1.0):

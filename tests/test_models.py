@@ -2,7 +2,7 @@ import pytest
 import torch
 from opacus.validators import ModuleValidator
 
-from fer_core.models import (
+from fer_core.models.architectures import (
     ARCHITECTURES,
     PlainCNN,
     ResNet48,

@@ -11,9 +11,9 @@ import pytest
 from conftest import REPO
 from streamlit.testing.v1 import AppTest
 
-from fer_core.app_support import audit_results, available_checkpoints
-from fer_core.bench import SPEED_RESULTS, describe_machine, machine_info, read_speed
-from fer_core.checkpoints import DEFAULT_CHECKPOINT
+from fer_core.app.support import audit_results, available_checkpoints
+from fer_core.models.checkpoint import DEFAULT_CHECKPOINT
+from fer_core.results.speed import SPEED_RESULTS, describe_machine, machine_info, read_speed
 
 APP = str(REPO / "app.py")
 PAGE = "pages/benchmarks.py"
@@ -118,7 +118,7 @@ def test_live_benchmark_on_a_tiny_budget(app):
 
 
 def test_live_benchmark_one_session_at_a_time(app):
-    from fer_core.app_support import bench_lock
+    from fer_core.app.support import bench_lock
 
     lock = bench_lock()  # the same process-wide lock the page uses
     assert lock.acquire(blocking=False)

@@ -6,8 +6,8 @@ from conftest import REPO
 from streamlit.testing.v1 import AppTest
 from test_ferplus import write_votes_npz
 
-from fer_core.data import load_dataset
-from fer_core.explore import agreement, class_distribution, duplicates, image_statistics, montage, sample_faces
+from fer_core.data.datasets import load_dataset
+from fer_core.data.explore import agreement, class_distribution, duplicates, image_statistics, montage, sample_faces
 
 APP = str(REPO / "app.py")
 PAGE = "pages/explorer.py"

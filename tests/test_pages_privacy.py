@@ -14,8 +14,8 @@ from conftest import REPO, TINY_RESNET, write_npz
 from streamlit.testing.v1 import AppTest
 
 from fer_core import EMOTIONS
-from fer_core.checkpoints import CHECKPOINT_DIR, DEFAULT_CHECKPOINT, load_checkpoint, read_card
-from fer_core.sweep import SWEEP_COLUMNS
+from fer_core.models.checkpoint import CHECKPOINT_DIR, DEFAULT_CHECKPOINT, load_checkpoint, read_card
+from fer_core.results.files import SWEEP_COLUMNS
 
 APP = str(REPO / "app.py")
 BASELINE = CHECKPOINT_DIR / DEFAULT_CHECKPOINT
@@ -24,8 +24,8 @@ BASELINE = CHECKPOINT_DIR / DEFAULT_CHECKPOINT
 @pytest.fixture(scope="module")
 def dp_ckpt(tmp_path_factory):
     """A tiny untrained checkpoint whose card says it is private (with ε per epoch in its history)."""
-    from fer_core.checkpoints import save_checkpoint
-    from fer_core.models import build_model, model_arguments
+    from fer_core.models.architectures import build_model, model_arguments
+    from fer_core.models.checkpoint import save_checkpoint
 
     torch.manual_seed(3)
     d = tmp_path_factory.mktemp("ck") / "dp_tiny_eps2"
@@ -45,7 +45,7 @@ def dp_ckpt(tmp_path_factory):
 
 @pytest.fixture
 def app(monkeypatch, dp_ckpt):
-    import fer_core.app_support as support
+    import fer_core.app.support as support
 
     monkeypatch.setattr(support, "list_checkpoints", lambda: [BASELINE, dp_ckpt])
     return AppTest.from_file(APP, default_timeout=60)
@@ -67,9 +67,9 @@ def chart_traces(app) -> list[list[str]]:
 
 
 def test_compare_sample_photo_both_models(app, dp_ckpt):
-    from fer_core.compare import compare_photo
-    from fer_core.detect import FaceDetector
-    from fer_core.infer import SAMPLE_PHOTO
+    from fer_core.evaluation.compare import compare_photo
+    from fer_core.inference.detect import FaceDetector
+    from fer_core.inference.pipeline import SAMPLE_PHOTO
 
     open_page(app, "pages/compare.py")
     assert app.selectbox(key="compare_a").value.endswith(DEFAULT_CHECKPOINT)
@@ -93,8 +93,8 @@ def test_compare_bad_upload_is_an_error(app):
 
 
 def test_compare_on_test_split(app, dp_ckpt, tmp_path, monkeypatch):
-    from fer_core.compare import compare_on_split
-    from fer_core.data import load_dataset
+    from fer_core.data.datasets import load_dataset
+    from fer_core.evaluation.compare import compare_on_split
 
     npz = write_npz(tmp_path / "tiny.npz", n_train=16, n_val=16, n_test=64)
     monkeypatch.setenv("FER_DATA", str(npz))
@@ -176,8 +176,9 @@ def test_privacy_page_tradeoff_and_table(app, sweep):
 
 
 def test_privacy_page_budget_planner(app, sweep):
-    from fer_core.compare import expected_accuracy, sweep_rows
-    from fer_core.privacy import epsilon_for, noise_multiplier_for
+    from fer_core.privacy.accounting import epsilon_for, noise_multiplier_for
+    from fer_core.results.files import sweep_rows
+    from fer_core.results.sweep import expected_accuracy
 
     open_page(app, "pages/privacy.py")
     assert {m.label for m in app.metric} >= {"ε", "Noise multiplier σ", "Steps"}  # defaults compute

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_core.detect import FaceDetector
-from fer_core.images import load_image
-from fer_core.infer import SAMPLE_PHOTO, analyze_photo, records_to_csv, records_to_json
-from fer_core.video import analyze_video, encode_frames
+from fer_core.data.images import load_image
+from fer_core.inference.detect import FaceDetector
+from fer_core.inference.pipeline import SAMPLE_PHOTO, analyze_photo, records_to_csv, records_to_json
+from fer_core.inference.video import analyze_video, encode_frames
 
 _WRITES: list[str] = []
 _ACTIVE = [False]
@@ -91,8 +91,8 @@ def test_video_pipeline_writes_nothing(random_ckpt):
 
 
 def test_live_pipeline_writes_nothing(random_ckpt):
-    from fer_core.live import LIVE_DETECTOR_SIDE, LiveAnalyzer
-    from fer_core.scenes import face_clip
+    from fer_core.inference.live import LIVE_DETECTOR_SIDE, LiveAnalyzer
+    from fer_core.inference.scenes import face_clip
 
     analyzer = LiveAnalyzer(random_ckpt, FaceDetector(max_side=LIVE_DETECTOR_SIDE), blur=True)
     frames = [av.VideoFrame.from_ndarray(f, format="rgb24") for f in face_clip(3, 6)]

@@ -4,8 +4,9 @@ import csv
 
 from conftest import TINY_RESNET
 
-from fer_core.results import ARCH_RESULTS, README, compare_architectures, readme_section, render_results
-from fer_core.train import TrainConfig
+from fer_core.results.architectures import compare_architectures
+from fer_core.results.report import ARCH_RESULTS, README, readme_section, render_results
+from fer_core.training.config import TrainConfig
 
 
 def test_readme_results_are_generated_from_the_files():

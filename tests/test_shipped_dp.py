@@ -3,9 +3,10 @@ gives for the recorded settings, the CSV agrees with the cards, and the app can 
 
 import pytest
 
-from fer_core.checkpoints import CHECKPOINT_DIR, list_checkpoints, load_checkpoint, read_card
-from fer_core.privacy import epsilon_for
-from fer_core.sweep import EPSILONS, SWEEP_RESULTS, read_sweep
+from fer_core.models.checkpoint import CHECKPOINT_DIR, list_checkpoints, load_checkpoint, read_card
+from fer_core.privacy.accounting import epsilon_for
+from fer_core.results.files import SWEEP_RESULTS, read_sweep
+from fer_core.results.sweep import EPSILONS
 
 PRIVATE = [d for d in list_checkpoints() if read_card(d).get("privacy", {}).get("private")]
 ROWS = read_sweep()

@@ -8,10 +8,10 @@ import pytest
 from conftest import REPO
 
 from fer_core import FERPLUS_EMOTIONS
-from fer_core.checkpoints import load_checkpoint, read_card
-from fer_core.data import file_sha256, load_dataset
-from fer_core.ferplus import ferplus_dataset
-from fer_core.results import FERPLUS_CHECKPOINT
+from fer_core.data.datasets import file_sha256, load_dataset
+from fer_core.data.ferplus import ferplus_dataset
+from fer_core.models.checkpoint import load_checkpoint, read_card
+from fer_core.results.report import FERPLUS_CHECKPOINT
 
 
 @pytest.mark.realdata
@@ -49,8 +49,8 @@ def test_ferplus_card_describes_its_labels_and_selection():
 
 
 def test_ferplus_model_reads_the_sample_portrait_as_happy():
-    from fer_core.detect import FaceDetector
-    from fer_core.infer import SAMPLE_PHOTO, analyze_image
+    from fer_core.inference.detect import FaceDetector
+    from fer_core.inference.pipeline import SAMPLE_PHOTO, analyze_image
 
     recs = analyze_image(SAMPLE_PHOTO, load_checkpoint(FERPLUS_CHECKPOINT), FaceDetector())
     assert len(recs) == 1 and recs[0]["label"] == "happy"

@@ -7,8 +7,8 @@ import sys
 import pytest
 from conftest import REPO
 
-from fer_core.checkpoints import DEFAULT_CHECKPOINT, load_checkpoint, read_card
-from fer_core.data import file_sha256
+from fer_core.data.datasets import file_sha256
+from fer_core.models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, read_card
 
 
 def evaluate_cli(split, data):
@@ -61,8 +61,8 @@ def test_shipped_card_is_complete():
 
 
 def test_sample_portrait_is_happy():
-    from fer_core.detect import FaceDetector
-    from fer_core.infer import SAMPLE_PHOTO, analyze_image
+    from fer_core.inference.detect import FaceDetector
+    from fer_core.inference.pipeline import SAMPLE_PHOTO, analyze_image
 
     recs = analyze_image(SAMPLE_PHOTO, load_checkpoint(), FaceDetector())
     assert len(recs) == 1 and recs[0]["label"] == "happy" and recs[0]["confidence"] > 0.5

@@ -3,11 +3,13 @@
 import pytest
 from conftest import TINY_RESNET, write_npz
 
-from fer_core.checkpoints import load_checkpoint
-from fer_core.privacy import PrivacyError
-from fer_core.results import sweep_table
-from fer_core.sweep import SWEEP_COLUMNS, read_sweep, run_name, run_sweep
-from fer_core.train import TrainConfig, main
+from fer_core.models.checkpoint import load_checkpoint
+from fer_core.privacy.accounting import PrivacyError
+from fer_core.results.files import SWEEP_COLUMNS, read_sweep
+from fer_core.results.report import sweep_table
+from fer_core.results.sweep import run_name, run_sweep
+from fer_core.training.config import TrainConfig
+from fer_core.training.lifecycle import main
 
 SMALL = dict(batch_size=64, physical_batch_size=32, epochs=1)
 

@@ -6,8 +6,10 @@ import torch
 from conftest import TINY_RESNET
 from safetensors.torch import load_file
 
-from fer_core.checkpoints import load_checkpoint
-from fer_core.train import TrainConfig, lr_at, main
+from fer_core.models.checkpoint import load_checkpoint
+from fer_core.training.config import TrainConfig
+from fer_core.training.lifecycle import main
+from fer_core.training.optim import lr_at
 
 
 def tiny_config(tmp_path, data, **kw):

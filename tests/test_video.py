@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_core.detect import FaceDetector
-from fer_core.images import load_image
-from fer_core.infer import SAMPLE_PHOTO
-from fer_core.video import VideoError, analyze_video, encode_frames, summarize_timeline
+from fer_core.data.images import load_image
+from fer_core.inference.detect import FaceDetector
+from fer_core.inference.pipeline import SAMPLE_PHOTO
+from fer_core.inference.video import VideoError, analyze_video, encode_frames, summarize_timeline
 
 
 def clip(n=12, size=320, codec="libx264", fmt="mp4"):

@@ -6,7 +6,7 @@ Meant to run inside a private network namespace whose loopback has an extra addr
 ``test_browser.py``): WebRTC's ICE (aioice) skips 127.0.0.1, so without 127.0.0.2 no frame reaches
 the server. The script
 
-1. writes a camera clip (``.y4m``: 640x480 frames of real faces from :mod:`fer_core.scenes`) for
+1. writes a camera clip (``.y4m``: 640x480 frames of real faces from :mod:`fer_core.inference.scenes`) for
    Chromium's fake camera;
 2. starts ``streamlit run app.py`` headless on 127.0.0.1 (a free port);
 3. opens "/" in Chromium (Playwright, the system's ``chromium``) and visits every page through the
@@ -123,7 +123,7 @@ def check_photo(page, out: Path, classes: list[str]) -> dict:
     """Upload a real photo (three faces) through the file chooser; look for the annotated image and labels."""
     import cv2
 
-    from fer_core.scenes import face_scene
+    from fer_core.inference.scenes import face_scene
 
     photo = out / "upload-group.jpg"
     cv2.imwrite(str(photo), cv2.cvtColor(face_scene(3, 0), cv2.COLOR_RGB2BGR))
@@ -210,8 +210,8 @@ def main() -> int:
     try:
         from playwright.sync_api import sync_playwright
 
-        from fer_core.checkpoints import read_card
-        from fer_core.scenes import face_clip
+        from fer_core.inference.scenes import face_clip
+        from fer_core.models.checkpoint import read_card
 
         classes = read_card("fer2013_resnet")["classes"]
         clip = tmp / "camera.y4m"

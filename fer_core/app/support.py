@@ -1,0 +1,354 @@
+"""Streamlit helpers shared by the pages: cached model loading and the sidebar model picker.
+
+Models are loaded once per process with ``st.cache_resource`` and never mutated (they are in eval
+mode with gradients off). Pages import from here instead of touching torch directly.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import streamlit as st
+
+from fer_core.app.webrtc import rtc_configuration
+from fer_core.data.datasets import DatasetError, default_data_path, load_dataset
+from fer_core.data.ferplus import with_label_set
+from fer_core.evaluation.compare import compare_on_split, example_faces
+from fer_core.inference.detect import FaceDetector
+from fer_core.inference.live import LiveAnalyzer, LiveTimeline
+from fer_core.models.checkpoint import (
+    CHECKPOINT_DIR,
+    DEFAULT_CHECKPOINT,
+    Checkpoint,
+    CheckpointError,
+    list_checkpoints,
+    load_checkpoint,
+    read_card,
+)
+from fer_core.privacy.accounting import plan_budget
+from fer_core.results.files import finite_or_none
+from fer_core.results.speed import machine_info, measure_models
+
+
+@st.cache_resource(show_spinner="Loading face detector…")
+def cached_detector(kind: str = "yunet", max_side: int = 640):
+    """A shared :class:`fer_core.inference.detect.FaceDetector` (thread-safe), created once per process and
+    per ``(kind, max_side)`` (the live webcam detects on a smaller copy than photos)."""
+
+    return FaceDetector(kind, max_side=max_side)
+
+
+@st.cache_resource(show_spinner="Loading model…")
+def cached_checkpoint(path: str) -> Checkpoint:
+    """The checkpoint at ``path``, loaded once per server process (shared, read-only)."""
+    import torch
+
+    torch.set_num_threads(1)  # the server shares the CPU with other sessions
+    return load_checkpoint(path)
+
+
+def selected_checkpoint() -> Checkpoint | None:
+    """The model chosen in the sidebar (loaded and cached), or None if no checkpoint is shipped."""
+    path = st.session_state.get("checkpoint")
+    if path is None:
+        paths = list(available_checkpoints())
+        if not paths:
+            return None
+        path = next((p for p in paths if p.endswith(DEFAULT_CHECKPOINT)), paths[0])
+    return cached_checkpoint(path)
+
+
+def checkpoint_label(card: dict) -> str:
+    """``name — acc 68.1%, not private`` for the model picker."""
+    acc = card.get("metrics", {}).get("PrivateTest", {}).get("accuracy")
+    priv = card.get("privacy", {})
+    privacy = f"ε={priv['epsilon']:g}" if priv.get("private") else "not private"
+    acc_s = f"{100 * acc:.1f}%" if acc is not None else "n/a"
+    labels = "FER+ " if card.get("label_set") == "ferplus" else ""
+    return f"{card.get('name', '?')} — {labels}PrivateTest {acc_s}, {privacy}"
+
+
+def available_checkpoints() -> dict[str, dict]:
+    """``{folder path: model card}`` of every readable checkpoint in ``checkpoints/``."""
+    out = {}
+    for d in list_checkpoints():
+        try:
+            out[str(d)] = read_card(d)
+        except CheckpointError:
+            continue
+    return out
+
+
+def model_picker() -> str | None:
+    """Sidebar select box of the shipped checkpoints; returns the chosen folder (or None if none)."""
+    cards = available_checkpoints()
+    if not cards:
+        st.sidebar.warning("No checkpoints found in `checkpoints/`. Train one with `python -m fer_core train`.")
+        return None
+    paths = list(cards)
+    default = next((i for i, p in enumerate(paths) if p.endswith(DEFAULT_CHECKPOINT)), 0)
+    choice = st.sidebar.selectbox(
+        "Model", paths, index=default, key="checkpoint",
+        format_func=lambda p: checkpoint_label(cards[p]),
+        help="Every checkpoint in checkpoints/, with its PrivateTest accuracy and privacy status.",
+    )
+    return choice
+
+
+def default_pair(cards: dict[str, dict]) -> tuple[str | None, str | None]:
+    """Default models for the Compare page, as folder paths from :func:`available_checkpoints`.
+
+    A = the baseline (:data:`fer_core.models.checkpoint.DEFAULT_CHECKPOINT`, else the first checkpoint);
+    B = the first private checkpoint, else the first other one, else A again. ``(None, None)`` if none.
+    """
+    paths = list(cards)
+    if not paths:
+        return None, None
+    a = next((p for p in paths if p.endswith(DEFAULT_CHECKPOINT)), paths[0])
+    private = [p for p in private_cards(cards) if p != a]
+    others = [p for p in paths if p != a]
+    return a, (private or others or [a])[0]
+
+
+@st.cache_data(show_spinner="Comparing the two models on the test split…", max_entries=8)
+def _cached_split_comparison(path_a: str, path_b: str, data_path: str, split: str, max_examples: int) -> dict:
+
+    ck_a, ck_b = cached_checkpoint(path_a), cached_checkpoint(path_b)
+    # the rows the models are scored on (FER+ drops some), so that disagreement indices find their faces
+    dataset = with_label_set(load_dataset(data_path), ck_a.card.label_set)
+    result = compare_on_split(ck_a, ck_b, dataset, split, max_examples=max_examples)
+    result["faces"] = example_faces(dataset, split, [d["index"] for d in result["disagreements"]], scale=3)
+    result["data"] = dataset.source
+    return result
+
+
+def split_comparison(path_a: str, path_b: str, split: str = "PrivateTest", max_examples: int = 24) -> dict:
+    """:func:`fer_core.evaluation.compare.compare_on_split` on the default dataset (``$FER_DATA`` or
+    ``../shared/data/fer2013.npz``), cached per (checkpoints, dataset path, split).
+
+    Returns:
+        ``compare_on_split``'s dict plus ``faces`` (``uint8 (k, 144, 144)``, the disagreements' faces
+        enlarged 3x) and ``data`` (where the dataset was read from).
+
+    Raises:
+        fer_core.data.datasets.DatasetError: the dataset is missing or malformed, or lacks ``split``.
+    """
+
+    return _cached_split_comparison(path_a, path_b, str(default_data_path()), split, max_examples)
+
+
+@st.cache_data(show_spinner="Computing the privacy budget…", max_entries=256)
+def cached_budget(private_rows: int, batch_size: int, epochs: int, delta: float, accountant: str,
+                  noise_multiplier: float | None = None, target_epsilon: float | None = None) -> dict:
+    """:func:`fer_core.privacy.accounting.plan_budget`, cached (the PRV accountant takes a few seconds).
+
+    Raises:
+        fer_core.privacy.accounting.PrivacyError: as ``plan_budget``.
+    """
+
+    return plan_budget(private_rows, batch_size, epochs, delta, accountant, noise_multiplier=noise_multiplier,
+                       target_epsilon=target_epsilon)
+
+
+def baseline_card(cards: dict[str, dict]) -> dict | None:
+    """The non-private baseline's card (:data:`fer_core.models.checkpoint.DEFAULT_CHECKPOINT`) in ``cards``, or None."""
+    return next((c for p, c in cards.items() if p.endswith(DEFAULT_CHECKPOINT)), None)
+
+
+def private_cards(cards: dict[str, dict]) -> dict[str, dict]:
+    """The entries of ``cards`` whose ``privacy`` block says ``private: true`` (DP checkpoints)."""
+    return {p: c for p, c in cards.items() if (c.get("privacy") or {}).get("private")}
+
+
+AUDIT_ENV = "FER_AUDIT_RESULTS"
+_AUDIT_FLOATS = ("claimed_epsilon", "delta", "auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "balanced_accuracy",
+                 "epsilon_lower_bound", "n_members", "n_nonmembers", "references", "seconds")
+
+
+def audit_path():
+    """Where the app reads the membership-inference audit: ``$FER_AUDIT_RESULTS``, else
+    ``checkpoints/results/audit.csv`` (the ROC points are read from ``audit_roc.json`` beside it)."""
+    import os
+    from pathlib import Path
+
+
+    env = os.environ.get(AUDIT_ENV)
+    return Path(env).expanduser() if env else CHECKPOINT_DIR / "results" / "audit.csv"
+
+
+def _roc_points(curve) -> dict | None:
+    """``{"fpr": [...], "tpr": [...]}`` as floats, or None if ``curve`` is not two equal-length number lists."""
+    if not isinstance(curve, dict) or not isinstance(curve.get("fpr"), list) or not isinstance(curve.get("tpr"), list):
+        return None
+    fpr = [finite_or_none(x) for x in curve["fpr"]]
+    tpr = [finite_or_none(x) for x in curve["tpr"]]
+    if len(fpr) != len(tpr) or not fpr or None in fpr or None in tpr:
+        return None
+    return {"fpr": fpr, "tpr": tpr}
+
+
+def audit_results() -> tuple[list[dict], dict]:
+    """The audit written by ``python -m fer_core audit``, read from :func:`audit_path` (not cached: tiny files).
+
+    Returns:
+        ``(rows, rocs)``. ``rows``: the CSV's rows (columns :data:`fer_core.audit.membership.AUDIT_COLUMNS`) with
+        ``private`` as a bool, the numeric columns as floats (None where empty or not a number; so
+        ``claimed_epsilon`` is None for a non-private model) and ``model``/``method``/``attack`` as
+        stripped strings; rows are kept even when malformed, the page decides what to skip.
+        ``rocs``: ``{model: {attack: {"fpr": [...], "tpr": [...]}}}`` from ``audit_roc.json`` beside
+        the CSV, keeping only well-formed curves. ``([], {})`` when the CSV is missing or unreadable;
+        ``{}`` for ``rocs`` when the JSON is.
+    """
+    import csv
+    import json
+
+    path = audit_path()
+    rows: list[dict] = []
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            raw_rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return [], {}
+    for raw in raw_rows:
+        row = {k: raw.get(k) for k in raw if isinstance(k, str)}
+        for k in ("model", "method", "attack"):
+            row[k] = (raw.get(k) or "").strip()
+        row["private"] = (raw.get("private") or "").strip().lower() in ("true", "1", "yes")
+        for k in _AUDIT_FLOATS:
+            row[k] = finite_or_none(raw.get(k))
+        rows.append(row)
+
+    rocs: dict = {}
+    try:
+        data = json.loads(path.with_name("audit_roc.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        data = {}
+    for model, attacks in (data.items() if isinstance(data, dict) else []):
+        if not isinstance(attacks, dict):
+            continue
+        curves = {a: c for a, c in ((a, _roc_points(c)) for a, c in attacks.items()) if c is not None}
+        if curves:
+            rocs[str(model)] = curves
+    return rows, rocs
+
+
+@st.cache_resource(show_spinner="Loading the dataset…", max_entries=2)
+def _cached_dataset(path: str, mtime: float):
+
+    return load_dataset(path)
+
+
+def explorer_dataset(path: str | None = None):
+    """The dataset for the Dataset explorer (cached per file and modification time).
+
+    Args:
+        path: a dataset file or folder; None uses :func:`fer_core.data.datasets.default_data_path`.
+
+    Returns:
+        ``(FERDataset or None, message or None)``: a missing or malformed dataset gives a message
+        that says how to get one instead of raising.
+    """
+    from pathlib import Path
+
+
+    p = Path(path).expanduser() if path else default_data_path()
+    if not p.exists():
+        return None, (
+            f"No dataset at `{p}`. FER2013 with the FER+ votes ships as `../shared/data/fer2013.npz` on the "
+            "project's machines; elsewhere, get Kaggle's `fer2013.csv` (FER2013 challenge, research use only) or "
+            "its image-folder copy, and Microsoft's `fer2013new.csv` (FER+ votes, MIT), then point this page "
+            "(or `FER_DATA`) at the file."
+        )
+    try:
+        return _cached_dataset(str(p), p.stat().st_mtime), None
+    except DatasetError as exc:
+        return None, f"Cannot read this dataset: {exc}"
+
+
+# --- live benchmark ------------------------------------------------------------------------------------------------
+
+#: The most seconds one live benchmark may take on the server (models x budget per model).
+LIVE_BENCH_MAX_S = 120.0
+
+
+class BenchmarkBusy(RuntimeError):
+    """Another session of this server is running a live benchmark; try again when it is done."""
+
+
+@st.cache_resource
+def bench_lock() -> threading.Lock:
+    """One lock per server process, so that at most one session runs a live benchmark at a time."""
+    return threading.Lock()
+
+
+def live_benchmark(paths: list[str], budget_s: float, progress=None) -> dict:
+    """:func:`fer_core.results.speed.measure_models` on the cached checkpoints and detector, on one torch thread.
+
+    At most one session runs it at a time (:func:`bench_lock`, never waited for), and it runs in the
+    calling session's own script thread on one core, so the other sessions keep being served.
+
+    Args:
+        paths: checkpoint folders (keys of :func:`available_checkpoints`).
+        budget_s: seconds per model (> 0); ``len(paths) * budget_s`` must not exceed
+            :data:`LIVE_BENCH_MAX_S`.
+        progress: optional ``progress(fraction, text)`` callback.
+
+    Returns:
+        ``{"machine": fer_core.results.speed.machine_info() (threads = 1), "results": [measure_model's dict, ...]}``.
+
+    Raises:
+        BenchmarkBusy: another session is running a benchmark.
+        ValueError: no model, a budget that is not positive, or a run longer than LIVE_BENCH_MAX_S.
+    """
+
+    if not paths:
+        raise ValueError("choose at least one model to benchmark")
+    if not budget_s > 0:
+        raise ValueError(f"the time budget must be a positive number of seconds, got {budget_s}")
+    if len(paths) * budget_s > LIVE_BENCH_MAX_S:
+        raise ValueError(f"{len(paths)} models x {budget_s:g} s is more than {LIVE_BENCH_MAX_S:g} s: "
+                         "choose fewer models or a smaller budget")
+    lock = bench_lock()
+    if not lock.acquire(blocking=False):
+        raise BenchmarkBusy("another session is running a benchmark on this server; try again when it is done")
+    try:
+        ckpts = [cached_checkpoint(p) for p in paths]
+        results = measure_models(ckpts, budget_s, threads=1, progress=progress, detector=cached_detector())
+        return {"machine": {**machine_info(), "threads": 1}, "results": results}
+    finally:
+        lock.release()
+
+
+def webrtc_configuration() -> dict:
+    """:func:`fer_core.app.webrtc.rtc_configuration` from the environment and the ``[webrtc]`` section of
+    ``.streamlit/secrets.toml`` (absent secrets are fine: no ICE server, which suits localhost).
+
+    Raises:
+        ValueError: as ``rtc_configuration`` (a malformed STUN/TURN setting).
+    """
+
+    try:
+        section = st.secrets.get("webrtc") if "webrtc" in st.secrets else None
+    except (FileNotFoundError, OSError, KeyError, ValueError):  # no secrets.toml, or an unreadable one
+        section = None
+    return rtc_configuration(secrets=dict(section) if section else None)
+
+
+def session_live_analyzer(checkpoint: Checkpoint, detector, **settings):
+    """This browser session's :class:`fer_core.inference.live.LiveAnalyzer` (created on first use and kept in
+    ``st.session_state``, so every session has its own face state and result queue), set to
+    ``checkpoint``, ``detector`` and ``settings`` (``LiveAnalyzer.configure``'s keywords)."""
+
+    analyzer = st.session_state.get("_live_analyzer")
+    if analyzer is None:
+        analyzer = LiveAnalyzer(checkpoint, detector, **settings)
+        st.session_state["_live_analyzer"] = analyzer
+    else:
+        analyzer.configure(checkpoint=checkpoint, detector=detector, **settings)
+    return analyzer
+
+
+def session_live_timeline():
+    """This browser session's :class:`fer_core.inference.live.LiveTimeline` (kept in ``st.session_state``)."""
+
+    return st.session_state.setdefault("_live_timeline", LiveTimeline())

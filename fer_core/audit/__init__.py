@@ -1,0 +1,46 @@
+"""Membership-inference audit: attacks (loss threshold, offline RMIA) with their statistics (ROC, TPR at low
+FPR, Clopper-Pearson intervals, empirical epsilon lower bounds), and the audit of a checkpoint that
+writes ``checkpoints/results/audit.csv`` through :mod:`fer_core.results.files`.
+"""
+
+from fer_core.audit.attacks import (
+    RMIA_OFFLINE_A,
+    attack_metrics,
+    clopper_pearson,
+    epsilon_lower_bound,
+    loss_scores,
+    rmia_scores,
+    roc_curve,
+    tpr_at_fpr,
+)
+from fer_core.audit.membership import (
+    AUDIT_COLUMNS,
+    REFERENCE_ARGS,
+    AuditRows,
+    audit_checkpoint,
+    audit_rows,
+    membership_rows,
+    run_audit,
+    train_reference_models,
+    true_label_probability,
+)
+
+__all__ = [
+    "AUDIT_COLUMNS",
+    "AuditRows",
+    "REFERENCE_ARGS",
+    "RMIA_OFFLINE_A",
+    "attack_metrics",
+    "audit_checkpoint",
+    "audit_rows",
+    "clopper_pearson",
+    "epsilon_lower_bound",
+    "loss_scores",
+    "membership_rows",
+    "rmia_scores",
+    "roc_curve",
+    "run_audit",
+    "tpr_at_fpr",
+    "train_reference_models",
+    "true_label_probability",
+]

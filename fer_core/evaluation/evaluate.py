@@ -1,0 +1,59 @@
+"""Evaluating a model on a dataset split, following FER2013's protocol.
+
+Train on ``Training``, choose on ``PublicTest``, report ``PrivateTest`` once. Besides the official
+figure, :func:`evaluate_split` reports accuracy on the deduplicated test set (test rows whose image
+also occurs in ``Training`` removed) and, beside the plain figure, test-time flip averaging.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from fer_core import EMOTIONS
+from fer_core.data.datasets import FERDataset
+from fer_core.data.preprocess import MEAN, STD
+from fer_core.evaluation.metrics import classification_report
+from fer_core.models.predict import predict_proba
+
+
+def evaluate_split(
+    model: torch.nn.Module,
+    dataset: FERDataset,
+    split: str,
+    class_names: list[str] | tuple[str, ...] = EMOTIONS,
+    mean: float = MEAN,
+    std: float = STD,
+    dedup: bool = True,
+    flip_tta: bool = True,
+    batch_size: int = 256,
+) -> dict:
+    """Full metrics of ``model`` on one split of ``dataset``.
+
+    Only the classes present in the split are evaluated (a generic ``.npz`` may hold a subset).
+
+    Returns:
+        :func:`fer_core.evaluation.metrics.classification_report`'s dict, plus ``split``, and where asked
+        ``accuracy_dedup``/``n_dedup`` (rows whose image is not in ``Training``; only when the
+        dataset has a ``Training`` split and ``split`` is another one) and ``accuracy_flip_tta``.
+
+    Raises:
+        fer_core.data.datasets.DatasetError: the split does not exist.
+    """
+    faces, labels = dataset.split(split)
+    probs = predict_proba(model, faces, batch_size, mean, std)
+    present = sorted(set(labels.tolist()))
+    report = classification_report(labels, probs, class_names, classes=present)
+    report = {"split": split, **report}
+    if dedup and split != "Training" and "Training" in dataset.splits:
+        keep = dataset.dedup_mask(split)
+        sub = classification_report(labels[keep], probs[keep], class_names, classes=present)
+        report["accuracy_dedup"] = sub["accuracy"]
+        report["macro_f1_dedup"] = sub["macro_f1"]
+        report["n_dedup"] = int(keep.sum())
+    if flip_tta:  # the mirrored faces only; the plain probabilities are already there
+        mirrored = predict_proba(model, np.ascontiguousarray(faces[:, :, ::-1]), batch_size, mean, std)
+        tta = classification_report(labels, 0.5 * (probs + mirrored), class_names, classes=present)
+        report["accuracy_flip_tta"] = tta["accuracy"]
+        report["macro_f1_flip_tta"] = tta["macro_f1"]
+    return report

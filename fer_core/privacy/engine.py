@@ -1,0 +1,148 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from fer_core.privacy.accounting import ACCOUNTANTS, PrivacyError
+from fer_core.privacy.sampling import LockstepDistributedSampler
+
+METHOD_NOTES = {
+    "dp-sgd": "end-to-end DP-SGD from random initialisation; every training row is private",
+    "scatternet": "DP-SGD on fixed wavelet-scattering features (Tramer & Boneh 2021); every training row is private",
+    "two-stage": "stage 1 non-private on a declared public share of Training, stage 2 DP-SGD fine-tuning "
+    "on the remaining (private) rows; epsilon covers the private rows only",
+}
+
+
+@dataclass(frozen=True)
+class PrivateLoader:
+    """What :func:`make_private` returns: the wrapped model, DP optimizer, Poisson loader, engine."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    data_loader: torch.utils.data.DataLoader
+    engine: object  # opacus.PrivacyEngine
+
+
+def make_private(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data_loader: torch.utils.data.DataLoader,
+    noise_multiplier: float,
+    max_grad_norm: float,
+    accountant: str = "prv",
+    grad_sample_mode: str = "hooks",
+    distributed: bool = False,
+) -> PrivateLoader:
+    """Wrap a model, optimizer and loader for DP-SGD with Poisson sampling (Opacus).
+
+    Args:
+        model: the module whose trainable parameters DP-SGD updates (must pass
+            ``ModuleValidator.validate``: GroupNorm, no BatchNorm).
+        optimizer: a plain optimizer over those parameters.
+        data_loader: a loader over the private rows; its ``batch_size`` becomes the expected
+            (logical) batch size and its ``generator`` drives the Poisson sampler.
+        noise_multiplier: sigma >= 0 (0 only for tests: no privacy).
+        max_grad_norm: per-sample L2 clipping bound C > 0 (``float('inf')`` disables clipping).
+        accountant: ``"prv"`` or ``"rdp"``; the engine's accountant records every step.
+        grad_sample_mode: Opacus's per-sample-gradient mode (``"hooks"`` or ``"ew"``).
+        distributed: data-parallel DP-SGD in an initialised ``torch.distributed`` process group:
+            the model is wrapped in Opacus's ``DifferentiallyPrivateDistributedDataParallel``
+            (rank 0's weights broadcast), the optimizer is Opacus's ``DistributedDPOptimizer`` and
+            each rank Poisson-samples its shard
+            (:class:`fer_core.privacy.sampling.LockstepDistributedSampler`). ``data_loader``
+            covers all rows on every rank and its ``batch_size`` is the *global* expected batch, so
+            the sample rate, and epsilon, are those of one process with that batch.
+
+    Returns:
+        :class:`PrivateLoader` with the wrapped ``GradSampleModule``, ``DPOptimizer``,
+        ``DPDataLoader`` (Poisson sampling) and the ``PrivacyEngine``.
+
+    Raises:
+        PrivacyError: an unknown accountant or a negative noise multiplier.
+    """
+    from opacus import PrivacyEngine
+
+    if accountant not in ACCOUNTANTS:
+        raise PrivacyError(f"unknown accountant {accountant!r}; choose one of {', '.join(ACCOUNTANTS)}")
+    if noise_multiplier < 0 or max_grad_norm <= 0:
+        raise PrivacyError(f"need noise_multiplier >= 0 and max_grad_norm > 0 "
+                           f"(got {noise_multiplier}, {max_grad_norm})")
+    if distributed:
+        from opacus.distributed import DifferentiallyPrivateDistributedDataParallel
+
+        model = DifferentiallyPrivateDistributedDataParallel(model)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ss]ecure RNG.*")  # secure_mode is for production
+        engine = PrivacyEngine(accountant=accountant)
+        dp_model, dp_optimizer, dp_loader = engine.make_private(
+            module=model,
+            optimizer=optimizer,
+            data_loader=data_loader,
+            noise_multiplier=noise_multiplier,
+            max_grad_norm=max_grad_norm,
+            poisson_sampling=True,
+            grad_sample_mode=grad_sample_mode,
+        )
+    if distributed:  # Opacus's sampler, minus its skipping of empty local batches (same rate and length)
+
+        sampler = LockstepDistributedSampler(total_size=len(dp_loader.dataset), sample_rate=dp_loader.sample_rate,
+                                             generator=dp_loader.generator)
+        assert len(sampler) == len(dp_loader), "the accountant's sample rate must match the sampler's"
+        dp_loader = torch.utils.data.DataLoader(dp_loader.dataset, batch_sampler=sampler,
+                                                collate_fn=dp_loader.collate_fn, generator=dp_loader.generator)
+    return PrivateLoader(dp_model, dp_optimizer, dp_loader, engine)
+
+
+def privacy_block(
+    *,
+    method: str,
+    epsilon: float,
+    delta: float,
+    accountant: str,
+    noise_multiplier: float,
+    max_grad_norm: float,
+    sample_rate: float,
+    batch_size: int,
+    steps: int,
+    epochs: int,
+    private_rows: int,
+    rows_description: str,
+    target_epsilon: float | None,
+    trainable: str,
+    public_rows: int = 0,
+) -> dict:
+    """The model card's ``privacy`` block for a DP checkpoint (every figure the claim rests on)."""
+    return {
+        "private": True,
+        "method": method,
+        "method_note": METHOD_NOTES.get(method, ""),
+        "epsilon": round(float(epsilon), 4),
+        "target_epsilon": target_epsilon,
+        "delta": delta,
+        "accountant": accountant,
+        "noise_multiplier": float(noise_multiplier),
+        "max_grad_norm": float(max_grad_norm),
+        "sample_rate": float(sample_rate),
+        "expected_batch_size": int(batch_size),
+        "poisson_sampling": True,
+        "steps": int(steps),
+        "epochs": int(epochs),
+        "private_rows": int(private_rows),
+        "public_rows": int(public_rows),
+        "rows": rows_description,
+        "trainable": trainable,
+        "unit": "one training face image (example-level DP)",
+        "library": "opacus " + _opacus_version(),
+    }
+
+
+def _opacus_version() -> str:
+    import opacus
+
+    return opacus.__version__

@@ -1,0 +1,29 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fer_core.privacy.accounting import PrivacyError
+
+
+def public_private_split(n: int, public_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Partition row indices ``0..n-1`` into a public share and the private rest (seeded, disjoint).
+
+    Args:
+        n: number of training rows. public_fraction: share declared public, in (0, 1).
+        seed: the split's seed (recorded in the model card).
+
+    Returns:
+        ``(public, private)``: sorted ``int64`` index arrays; together they are ``0..n-1``.
+
+    Raises:
+        PrivacyError: ``public_fraction`` outside (0, 1) or a share with no rows.
+    """
+    if not 0.0 < public_fraction < 1.0:
+        raise PrivacyError(f"public_fraction must be in (0, 1), got {public_fraction}")
+    n_public = int(round(n * public_fraction))
+    if n_public < 1 or n_public >= n:
+        raise PrivacyError(f"public_fraction {public_fraction} of {n} rows leaves an empty share")
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[:n_public]).astype(np.int64), np.sort(perm[n_public:]).astype(np.int64)

@@ -1,0 +1,257 @@
+"""Result files written by the project's own commands, and the README tables generated from them.
+
+* :func:`compare_architectures` trains every architecture with one recipe and budget and writes
+  ``checkpoints/results/architectures.csv``.
+* :func:`render_results` turns the shipped model cards and result files into Markdown;
+  :func:`update_readme` writes it between the ``<!-- BEGIN GENERATED: results -->`` and
+  ``<!-- END GENERATED: results -->`` markers of ``README.md`` (``python -m fer_core report``).
+  A test checks that the README holds exactly what the files say, so no figure is typed by hand.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from fer_core.models.checkpoint import CHECKPOINT_DIR, DEFAULT_CHECKPOINT, list_checkpoints, read_card
+from fer_core.results.files import SWEEP_RESULTS, read_sweep
+from fer_core.results.speed import SPEED_RESULTS, describe_machine, read_speed
+from fer_core.results.tables import benchmark_rows
+
+RESULTS_DIR = CHECKPOINT_DIR / "results"
+ARCH_RESULTS = RESULTS_DIR / "architectures.csv"
+README = CHECKPOINT_DIR.parent / "README.md"
+BEGIN = "<!-- BEGIN GENERATED: results -->"
+END = "<!-- END GENERATED: results -->"
+
+
+
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{100 * float(x):.2f}"
+
+
+def _fmt_int(n) -> str:
+    return f"{int(n) / 1e6:.2f} M"
+
+
+def models_table(checkpoint_dir: Path = CHECKPOINT_DIR) -> str:
+    """Markdown table of every shipped checkpoint, read from the model cards."""
+    lines = [
+        "| model | labels | arch | params | MACs | privacy | PublicTest acc | PrivateTest acc "
+        "| PrivateTest acc (dedup) | PrivateTest acc (flip TTA) | macro-F1 | negative-vs-other F1 | ECE | train time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for d in list_checkpoints(checkpoint_dir):
+        c = read_card(d)
+        m = c.get("metrics", {})
+        pub, priv = m.get("PublicTest", {}), m.get("PrivateTest", {})
+        priv_block = c.get("privacy", {})
+        privacy = (
+            f"ε = {priv_block['epsilon']:g}, δ = {priv_block['delta']:g}" if priv_block.get("private")
+            else "not private"
+        )
+        default = " (default)" if d.name == DEFAULT_CHECKPOINT else ""
+        lines.append(
+            f"| `{d.name}`{default} | {LABEL_NAMES.get(c.get('label_set', 'fer2013'), '?')} | {c['arch']} "
+            f"| {_fmt_int(c.get('parameters', 0))} | {_fmt_int(c.get('macs', 0))} "
+            f"| {privacy} | {_pct(pub.get('accuracy'))} | **{_pct(priv.get('accuracy'))}** "
+            f"| {_pct(priv.get('accuracy_dedup'))} | {_pct(priv.get('accuracy_flip_tta'))} "
+            f"| {_pct(priv.get('macro_f1'))} | {_pct(priv.get('negative_vs_other', {}).get('f1'))} "
+            f"| {_pct(priv.get('ece'))} | {c.get('wall_time_s', 0) / 60:.0f} min |"
+        )
+    return "\n".join(lines)
+
+
+LABEL_NAMES = {"fer2013": "FER2013 (7)", "ferplus": "FER+ (8)"}
+FERPLUS_CHECKPOINT = "ferplus_resnet"
+
+
+def per_class_table(name: str = DEFAULT_CHECKPOINT, split: str = "PrivateTest") -> str:
+    """Markdown table of per-class precision/recall/F1 of one shipped checkpoint."""
+    c = read_card(CHECKPOINT_DIR / name)
+    pc = c["metrics"][split]["per_class"]
+    lines = ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    for cls, m in pc.items():
+        lines.append(f"| {cls} | {_pct(m['precision'])} | {_pct(m['recall'])} | {_pct(m['f1'])} | {m['support']} |")
+    return "\n".join(lines)
+
+
+def architecture_table(path: Path = ARCH_RESULTS) -> str:
+    """Markdown table of the architecture comparison CSV."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    lines = [
+        "| arch | params | MACs | epochs | train time | samples/s | PublicTest acc | PrivateTest acc "
+        "| PrivateTest macro-F1 | PrivateTest acc (dedup) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['arch']} | {_fmt_int(r['parameters'])} | {_fmt_int(r['macs'])} | {r['epochs']} "
+            f"| {float(r['train_seconds']) / 60:.0f} min | {float(r['samples_per_s']):.0f} "
+            f"| {_pct(r['publictest_accuracy'])} | {_pct(r['privatetest_accuracy'])} "
+            f"| {_pct(r['privatetest_macro_f1'])} | {_pct(r['privatetest_accuracy_dedup'])} |"
+        )
+    if rows:
+        lines.append("")
+        lines.append(f"Command: `{rows[0]['command']}`")
+    return "\n".join(lines)
+
+
+def sweep_table(path: Path | None = None) -> str:
+    """Markdown table of the privacy sweep (``checkpoints/results/sweep.csv``), one row per run."""
+
+    rows = read_sweep(path or SWEEP_RESULTS)
+    lines = [
+        "| method | target ε | ε spent (accountant) | δ | noise multiplier | max grad norm | batch | epochs "
+        "| PublicTest acc | PrivateTest acc | macro-F1 | recall disgust | recall fear | train time | shipped as |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['target_epsilon']:g} | {r['epsilon']:.3f} ({r['accountant']}) | {r['delta']:g} "
+            f"| {r['noise_multiplier']:.3f} | {r['max_grad_norm']:g} | {int(r['batch_size'])} | {int(r['epochs'])} "
+            f"| {_pct(r['publictest_accuracy'])} | **{_pct(r['privatetest_accuracy'])}** "
+            f"| {_pct(r['privatetest_macro_f1'])} | {_pct(r['recall_disgust'])} | {_pct(r['recall_fear'])} "
+            f"| {float(r['train_seconds']) / 60:.1f} min | {'`' + r['checkpoint'] + '`' if r['checkpoint'] else '–'} |"
+        )
+    if rows:
+        lines += ["", f"Command: `{rows[0]['command']}`"]
+    return "\n".join(lines)
+
+
+AUDIT_RESULTS = RESULTS_DIR / "audit.csv"
+
+
+def audit_table(path: Path = AUDIT_RESULTS) -> str:
+    """Markdown table of the membership-inference audit (``checkpoints/results/audit.csv``)."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    lines = [
+        "| model | claimed ε | attack | AUC | TPR @ 1% FPR | TPR @ 0.1% FPR | balanced accuracy "
+        "| empirical ε lower bound (95%) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        claimed = f"{float(r['claimed_epsilon']):g}" if r["claimed_epsilon"] else "none (not private)"
+        lines.append(
+            f"| `{r['model']}` | {claimed} | {r['attack']} | {float(r['auc']):.3f} | {_pct(r['tpr_at_1pct_fpr'])}% "
+            f"| {_pct(r['tpr_at_0.1pct_fpr'])}% | {_pct(r['balanced_accuracy'])}% "
+            f"| {float(r['epsilon_lower_bound']):.2f} |"
+        )
+    if rows:
+        lines += ["", f"{int(float(rows[0]['n_members']))} members and as many non-members per model; "
+                  f"RMIA with {rows[0]['references']} reference models."]
+    return "\n".join(lines)
+
+
+def benchmarks_table(checkpoint_dir: Path = CHECKPOINT_DIR, audit_path: Path = AUDIT_RESULTS,
+                     speed_path: Path | None = None) -> str:
+    """Markdown version of the app's Benchmarks table: every shipped model's privacy, PrivateTest accuracy,
+    audit AUC and speed, from the model cards, ``audit.csv`` and ``speed.csv``
+    (:func:`fer_core.results.tables.benchmark_rows`), followed by the machine(s) the speed was measured on."""
+
+    audit = []
+    if Path(audit_path).exists():
+        with open(audit_path, newline="") as fh:
+            audit = list(csv.DictReader(fh))
+    speed = read_speed(speed_path or SPEED_RESULTS)
+    rows = benchmark_rows([read_card(d) for d in list_checkpoints(checkpoint_dir)], audit, speed)
+
+    def num(v, spec: str) -> str:
+        return "–" if v is None else format(v, spec)
+
+    lines = [
+        "| model | arch | label set | privacy | PrivateTest acc | macro-F1 | audit AUC (RMIA) | faces/s, batch 1 "
+        "| faces/s, batch 64 | 1 MP photo, ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| `{r['model']}` | {r['arch']} | {r['label set']} | {r['privacy']} | {_pct(r['PrivateTest accuracy'])} "
+            f"| {_pct(r['PrivateTest macro-F1'])} | {num(r['audit AUC (RMIA)'], '.3f')} "
+            f"| {num(r['faces/s batch 1'], '.0f')} | {num(r['faces/s batch 64'], '.0f')} "
+            f"| {num(r['photo ms'], '.1f')} |"
+        )
+    machines = sorted({(describe_machine(r), r["measured"][:10], r["command"]) for r in speed})
+    if machines:
+        lines += ["", "Speed (one torch thread unless the command says otherwise) measured on "
+                  + "; ".join(f"{m}, {d}, with `{c}`" for m, d, c in machines) + "."]
+    return "\n".join(lines)
+
+
+def _lineage_commands(card: dict) -> str:
+    """The commands that produced a checkpoint, its ancestors' first (``init_from`` chain)."""
+    chain, parent = [], card.get("init_from")
+    while parent:
+        chain.append(f"{parent['command']}   # {parent.get('epochs')} epochs, "
+                     f"{(parent.get('wall_time_s') or 0) / 60:.0f} min, PrivateTest "
+                     f"{_pct(parent.get('privatetest_accuracy'))} %")
+        parent = parent.get("init_from")
+    return "\n".join([*reversed(chain), card["command"]])
+
+
+def render_results() -> str:
+    """The README's generated results section (Markdown), from the model cards and result files."""
+    parts = ["### Shipped models (official FER2013 split; accuracies in %, on each model's own labels)", "",
+             models_table()]
+    if (CHECKPOINT_DIR / DEFAULT_CHECKPOINT).is_dir():
+        card = read_card(CHECKPOINT_DIR / DEFAULT_CHECKPOINT)
+        parts += [
+            "", f"Default model `{DEFAULT_CHECKPOINT}`: chosen on PublicTest (epoch "
+            f"{card['selection'].get('epoch')}, {card['selection'].get('weights')} weights); produced by",
+            "", f"```\n{_lineage_commands(card)}\n```", "",
+            "Per class on PrivateTest:", "", per_class_table(),
+        ]
+    if (CHECKPOINT_DIR / FERPLUS_CHECKPOINT).is_dir():
+        card = read_card(CHECKPOINT_DIR / FERPLUS_CHECKPOINT)
+        test = card["metrics"]["PrivateTest"]
+        parts += [
+            "", "### FER+ labels (8 classes incl. contempt; Barsoum et al. 2016)", "",
+            f"`{FERPLUS_CHECKPOINT}`: plurality-vote accuracy on the FER+ test set (FER2013 PrivateTest rows with a "
+            f"FER+ label, n = {test['n']:,}) **{_pct(test['accuracy'])} %** "
+            f"(flip TTA {_pct(test.get('accuracy_flip_tta'))} %, macro-F1 {_pct(test['macro_f1'])} %), "
+            f"chosen on PublicTest (epoch {card['selection'].get('epoch')}, "
+            f"{card['selection'].get('weights')} weights); trained on the vote distribution "
+            f"(target `{card['config'].get('target')}`). Produced by",
+            "", f"```\n{_lineage_commands(card)}\n```", "",
+            "Per class on the FER+ test set:", "", per_class_table(FERPLUS_CHECKPOINT),
+        ]
+    if ARCH_RESULTS.exists():
+        parts += ["", "### Architecture comparison (same recipe and budget)", "", architecture_table()]
+
+    if SWEEP_RESULTS.exists():
+        parts += ["", "### Privacy/accuracy trade-off (DP-SGD sweep, δ = 1e-5)", "", sweep_table()]
+    if AUDIT_RESULTS.exists():
+        parts += ["", "### Membership-inference audit", "", audit_table()]
+    parts += ["", "### Benchmarks: every model side by side", "",
+              "The app's [Benchmarks page](http://localhost:8501/benchmarks) (`streamlit run app.py`) shows this "
+              "table with every metric, filters, scatter plots, and re-measures the speed on your machine.", "",
+              benchmarks_table()]
+    return "\n".join(parts) + "\n"
+
+
+def update_readme(readme: Path = README) -> bool:
+    """Replace the generated section of ``readme``; returns True if the file changed.
+
+    Raises:
+        ValueError: the README lacks the BEGIN/END markers.
+    """
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"{readme} has no '{BEGIN}' ... '{END}' markers")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    new = f"{head}{BEGIN}\n{render_results()}{END}{tail}"
+    if new != text:
+        readme.write_text(new)
+        return True
+    return False
+
+
+def readme_section(readme: Path = README) -> str:
+    """The text currently between the README's markers (without them)."""
+    text = readme.read_text()
+    return text.split(BEGIN, 1)[1].split(END, 1)[0].lstrip("\n")

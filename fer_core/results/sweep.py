@@ -1,0 +1,251 @@
+"""The privacy/accuracy sweep: each private training method at each target epsilon, one CSV.
+
+``python -m fer_core sweep`` trains every (method, epsilon) pair with that method's recipe
+(:data:`RECIPES`, delta = 1e-5), chooses each run's weights on ``PublicTest``, evaluates
+``PrivateTest`` once, and writes ``checkpoints/results/sweep.csv`` (one row per finished run,
+rewritten after each so an interrupted sweep keeps what it has). Every run has its own resumable
+folder under ``runs/sweep``; a finished one is read back, not retrained. The best run per epsilon
+of each privacy class (fully private: ``dp-sgd``/``scatternet``; ``two-stage``) is exported to
+``checkpoints/dp_<method>_eps<epsilon>`` for the app.
+
+The two-stage method needs its stage-1 model (an ordinary run on the declared public share);
+the sweep trains it once (``checkpoints/fer2013_public_resnet``) if it is missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fer_core import EMOTIONS
+from fer_core.models.architectures import build_model
+from fer_core.models.checkpoint import CHECKPOINT_DIR, save_checkpoint
+from fer_core.privacy.accounting import DELTA, DP_METHODS, PrivacyError
+from fer_core.results.files import SWEEP_COLUMNS, SWEEP_RESULTS, finite_or_none, read_sweep
+from fer_core.training.config import FREE_OPTIONS
+from fer_core.training.lifecycle import main
+
+EPSILONS = (0.5, 1.0, 2.0, 4.0, 8.0)
+STAGE1 = CHECKPOINT_DIR / "fer2013_public_resnet"
+PUBLIC_FRACTION = 0.2
+FULLY_PRIVATE = ("dp-sgd", "scatternet")
+
+# Per-method recipes (TrainConfig fields). DP-SGD wants large batches, few epochs, no weight decay
+# and a learning rate scaled to the clipping bound (Tramer & Boneh 2021; De et al. 2022).
+RECIPES: dict[str, dict] = {
+    "scatternet": dict(arch="scatternet", model_args={"width": 32}, epochs=12, batch_size=1024, lr=4.0, momentum=0.9,
+                       max_grad_norm=0.1, weight_decay=0.0, label_smoothing=0.0, warmup_epochs=0.0,
+                       ema_decay=0.9, augment={}, trainable="all", physical_batch_size=512),
+    "two-stage": dict(arch="resnet", model_args={}, epochs=10, batch_size=1024, lr=0.5, momentum=0.9,
+                      max_grad_norm=1.0, weight_decay=0.0, label_smoothing=0.0, warmup_epochs=0.0,
+                      ema_decay=0.9, augment={}, trainable="head", physical_batch_size=512,
+                      public_fraction=PUBLIC_FRACTION),
+    "dp-sgd": dict(arch="resnet", model_args={"widths": [16, 32, 64, 128], "blocks": [1, 1, 1, 1], "stem": 16},
+                   epochs=10, batch_size=1024, lr=0.5, momentum=0.9, max_grad_norm=1.0, weight_decay=0.0,
+                   label_smoothing=0.0, warmup_epochs=0.0, ema_decay=0.9, augment={"flip": 0.5, "rotation_deg": 0,
+                   "scale": 0, "shift": 0, "brightness": 0, "contrast": 0, "erase_p": 0},
+                   trainable="all", physical_batch_size=256),
+}
+# Stage 1 of two-stage: the ordinary recipe on the public share only.
+STAGE1_RECIPE = dict(arch="resnet", model_args={}, epochs=30, batch_size=128, lr=0.05, train_rows="public",
+                     public_fraction=PUBLIC_FRACTION, compile=True, channels_last=True)
+
+
+
+def _eps_tag(epsilon: float) -> str:
+    return f"{epsilon:g}".replace(".", "p")
+
+
+def run_name(method: str, epsilon: float) -> str:
+    """Folder/checkpoint name of one sweep run, e.g. ``dp_scatternet_eps0p5``."""
+    return f"dp_{method}_eps{_eps_tag(epsilon)}"
+
+
+def sweep_row(card: dict, run: str, command: str) -> dict:
+    """One ``sweep.csv`` row from a finished run's model card."""
+    p = card["privacy"]
+    pub, priv = card["metrics"]["PublicTest"], card["metrics"].get("PrivateTest", {})
+    recall = {c: v["recall"] for c, v in priv.get("per_class", {}).items()}
+    return {
+        "method": p["method"], "epsilon": p["epsilon"], "target_epsilon": p["target_epsilon"],
+        "delta": p["delta"], "accountant": p["accountant"], "noise_multiplier": round(p["noise_multiplier"], 4),
+        "max_grad_norm": p["max_grad_norm"], "batch_size": p["expected_batch_size"],
+        "sample_rate": round(p["sample_rate"], 6), "epochs": p["epochs"], "steps": p["steps"],
+        "trainable": p["trainable"], "private_rows": p["private_rows"], "public_rows": p["public_rows"],
+        "publictest_accuracy": round(pub["accuracy"], 4),
+        "privatetest_accuracy": round(priv.get("accuracy", float("nan")), 4),
+        "privatetest_macro_f1": round(priv.get("macro_f1", float("nan")), 4),
+        **{f"recall_{e}": round(recall.get(e, float("nan")), 4) for e in EMOTIONS},
+        "train_seconds": round(sum(h["seconds"] for h in card["history"]), 1),
+        "run": run, "checkpoint": "", "command": command,
+    }
+
+
+
+
+def _write(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=SWEEP_COLUMNS)
+        w.writeheader()
+        w.writerows(sorted(rows, key=lambda r: (r["method"], float(r["target_epsilon"]))))
+    tmp.replace(path)
+
+
+def _finished_card(cfg) -> dict | None:
+    """The final card of a finished run of exactly this configuration in ``cfg.out``, else None."""
+    path = Path(cfg.out) / "final_card.json"
+    if not path.exists():
+        return None
+    card = json.loads(path.read_text())
+
+    want = json.loads(json.dumps(cfg.to_dict()))
+    same = all(card.get("config", {}).get(k) == v for k, v in want.items() if k not in FREE_OPTIONS)
+    return card if same else None
+
+
+def ensure_stage1(base, stage1: Path = STAGE1, command: str = "", out_root: Path = Path("runs/sweep")) -> Path:
+    """The two-stage method's stage-1 checkpoint; trained on the public share if missing."""
+
+    if (Path(stage1) / "model.json").exists():
+        return Path(stage1)
+    cfg = dataclasses.replace(base, **STAGE1_RECIPE, out=str(out_root / Path(stage1).name), export=str(stage1),
+                              name=Path(stage1).name, dp_method=None, epsilon=None)
+    res = main(cfg, command=command)
+    if not res["finished"]:
+        raise RuntimeError(f"stage 1 ({stage1}) stopped before its last epoch; run the sweep again to resume")
+    return Path(stage1)
+
+
+def run_sweep(
+    base,
+    methods=("scatternet", "two-stage"),
+    epsilons=EPSILONS,
+    results_path: Path = SWEEP_RESULTS,
+    out_root: Path = Path("runs/sweep"),
+    export_dir: Path | None = CHECKPOINT_DIR,
+    overrides: dict | None = None,
+    command: str = "",
+    stage1: Path = STAGE1,
+) -> list[dict]:
+    """Train each method at each target epsilon; write ``sweep.csv``; export the best per epsilon.
+
+    Args:
+        base: a :class:`fer_core.training.config.TrainConfig` holding the data, threads, device and seed;
+            the method's recipe (:data:`RECIPES`) and ``overrides`` (e.g. ``{"epochs": 5}``)
+            are applied on top.
+        methods: names from :data:`fer_core.privacy.accounting.DP_METHODS`. epsilons: target epsilons (delta 1e-5).
+        results_path: the CSV to (re)write; rows of earlier runs of other (method, epsilon) pairs
+            are kept.
+        export_dir: where the best checkpoint per epsilon and privacy class goes (None: no export).
+
+    Returns:
+        All rows now in the CSV.
+
+    Raises:
+        fer_core.privacy.accounting.PrivacyError: an unknown method or an unreachable epsilon.
+    """
+
+    unknown = [m for m in methods if m not in DP_METHODS]
+    if unknown:
+        raise PrivacyError(f"unknown method(s) {unknown}; choose from {', '.join(DP_METHODS)}")
+    rows = {(r["method"], float(r["target_epsilon"])): r for r in read_sweep(results_path)}
+    for method in methods:
+        init_from = str(ensure_stage1(base, stage1, command, out_root)) if method == "two-stage" else None
+        for eps in epsilons:
+            name = run_name(method, eps)
+            cfg = dataclasses.replace(base, **{**RECIPES[method], **(overrides or {})}, dp_method=method,
+                                      epsilon=float(eps), delta=DELTA, noise_multiplier=None,
+                                      out=str(out_root / name), export=None, name=name, init_from=init_from)
+            t0 = time.perf_counter()
+            card = _finished_card(cfg)
+            if card is None:
+                res = main(cfg, command=command)
+                if not res["finished"]:
+                    continue
+                card = json.loads((Path(cfg.out) / "final_card.json").read_text())
+            row = sweep_row(card, name, command)
+            rows[(method, float(eps))] = row
+            _write(list(rows.values()), results_path)
+            print(f"{name}: PrivateTest {row['privatetest_accuracy']:.4f} at epsilon {row['epsilon']:.3f} "
+                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    if export_dir is not None:
+        export_best(list(rows.values()), Path(out_root), Path(export_dir))
+        _write(list(rows.values()), results_path)
+    return list(rows.values())
+
+
+def export_best(rows: list[dict], out_root: Path, export_dir: Path) -> list[str]:
+    """Copy the best run (by PublicTest accuracy) per target epsilon and privacy class into checkpoints.
+
+    The checkpoint is the run's ``best.safetensors`` with its final card (what ``main`` exports).
+    Marks the chosen rows' ``checkpoint`` column. Returns the checkpoint folder names written.
+    """
+    from safetensors.torch import load_file
+
+
+    written = []
+    groups: dict[tuple[str, float], list[dict]] = {}
+    for r in rows:
+        cls = "fully-private" if r["method"] in FULLY_PRIVATE else r["method"]
+        groups.setdefault((cls, float(r["target_epsilon"])), []).append(r)
+    for group in groups.values():
+        best = max(group, key=lambda r: float(r["publictest_accuracy"]))
+        run = out_root / best["run"]
+        card_path = run / "final_card.json"
+        if not card_path.exists():
+            continue
+        card = json.loads(card_path.read_text())
+        model = build_model(card["arch"], **card["model_args"])
+        model.load_state_dict(load_file(str(run / "best.safetensors")))
+        dest = export_dir / best["run"]
+        if dest.exists():
+            shutil.rmtree(dest)
+        save_checkpoint(dest, model, card)
+        best["checkpoint"] = best["run"]
+        written.append(best["run"])
+    return written
+
+
+def expected_accuracy(rows: list[dict], method: str, epsilon: float) -> float | None:
+    """PrivateTest accuracy to expect from ``method`` trained to spend ``epsilon``, from the sweep.
+
+    Linear interpolation in ``log(epsilon)`` between the measured points of that method (the achieved
+    ``epsilon`` column against ``privatetest_accuracy``; points at the same epsilon are averaged).
+
+    Args:
+        rows: :func:`sweep_rows` / :func:`fer_core.results.sweep.read_sweep` rows.
+        method: ``dp-sgd``, ``scatternet`` or ``two-stage`` (the ``method`` column).
+        epsilon: > 0.
+
+    Returns:
+        Accuracy in [0, 1], or None when ``epsilon`` lies outside the measured range, is not > 0,
+        or the method has no usable rows.
+    """
+    eps = finite_or_none(epsilon)
+    if eps is None or eps <= 0:
+        return None
+    points: dict[float, list[float]] = {}
+    for r in rows:
+        if r.get("method") != method:
+            continue
+        e, acc = finite_or_none(r.get("epsilon")), finite_or_none(r.get("privatetest_accuracy"))
+        if e is not None and e > 0 and acc is not None:
+            points.setdefault(e, []).append(acc)
+    if not points:
+        return None
+    xs = sorted(points)
+    ys = [sum(points[x]) / len(points[x]) for x in xs]
+    if eps < xs[0] * (1 - 1e-9) or eps > xs[-1] * (1 + 1e-9):
+        return None
+    if len(xs) == 1:
+        return ys[0]
+    return float(np.interp(math.log(eps), [math.log(x) for x in xs], ys))

@@ -1,0 +1,148 @@
+"""Training: the run configuration (every ``train`` flag is generated from it), ONE lifecycle
+(rows -> resume -> epochs -> selection on PublicTest -> state -> card -> export) and the strategies
+that plug into it: plain SGD and DP-SGD, each also data-parallel under ``torchrun``.
+"""
+
+from fer_core.training.card import (
+    FINAL_CARD_FILE,
+    build_card,
+    hardware_info,
+    lineage,
+)
+from fer_core.training.config import (
+    DEVICES,
+    FREE_OPTIONS,
+    GRAD_SAMPLE_MODES,
+    GROUPS,
+    OPTIMIZERS,
+    TARGETS,
+    TRAIN_ROWS,
+    TrainConfig,
+    add_config_arguments,
+    config_from_arguments,
+    flag,
+    option,
+)
+from fer_core.training.distributed import (
+    SINGLE,
+    WEIGHTS_DIR_ENV,
+    DistContext,
+    DistributedError,
+    all_reduce_sum,
+    broadcast_from_main,
+    check_in_sync,
+    distributed_session,
+    launched_rank,
+    per_rank_batch,
+    rank_seed,
+    reduce_metrics,
+    shard,
+    weights_digest,
+)
+from fer_core.training.lifecycle import (
+    init_weights,
+    main,
+    strategy_for,
+)
+from fer_core.training.optim import (
+    lr_at,
+    make_ema,
+    make_optimizer,
+)
+from fer_core.training.plain import (
+    PlainStrategy,
+    plain_steps_per_epoch,
+    train_one_epoch,
+)
+from fer_core.training.private import (
+    PrivateStrategy,
+    check_private_config,
+    check_stage1,
+    precompute,
+    train_one_epoch_private,
+)
+from fer_core.training.rows import (
+    class_names,
+    load_data,
+    select_train_rows,
+)
+from fer_core.training.state import (
+    HISTORY_FILE,
+    STATE_FILE,
+    atomic_torch_save,
+    check_same_run,
+    load_resume_state,
+    run_state,
+    write_history,
+)
+from fer_core.training.validation import (
+    BEST_FILE,
+    CPU,
+    evaluate,
+    evaluate_chosen,
+    keep_best,
+    validate_and_select,
+)
+
+__all__ = [
+    "BEST_FILE",
+    "CPU",
+    "DEVICES",
+    "DistContext",
+    "DistributedError",
+    "FINAL_CARD_FILE",
+    "FREE_OPTIONS",
+    "GRAD_SAMPLE_MODES",
+    "GROUPS",
+    "HISTORY_FILE",
+    "OPTIMIZERS",
+    "PlainStrategy",
+    "PrivateStrategy",
+    "SINGLE",
+    "STATE_FILE",
+    "TARGETS",
+    "TRAIN_ROWS",
+    "TrainConfig",
+    "WEIGHTS_DIR_ENV",
+    "add_config_arguments",
+    "all_reduce_sum",
+    "atomic_torch_save",
+    "broadcast_from_main",
+    "build_card",
+    "check_in_sync",
+    "check_private_config",
+    "check_same_run",
+    "check_stage1",
+    "class_names",
+    "config_from_arguments",
+    "distributed_session",
+    "evaluate",
+    "evaluate_chosen",
+    "flag",
+    "hardware_info",
+    "init_weights",
+    "keep_best",
+    "launched_rank",
+    "lineage",
+    "load_data",
+    "load_resume_state",
+    "lr_at",
+    "main",
+    "make_ema",
+    "make_optimizer",
+    "option",
+    "per_rank_batch",
+    "plain_steps_per_epoch",
+    "precompute",
+    "rank_seed",
+    "reduce_metrics",
+    "run_state",
+    "select_train_rows",
+    "shard",
+    "strategy_for",
+    "train_one_epoch",
+    "train_one_epoch_private",
+    "validate_and_select",
+    "weights_digest",
+    "write_history",
+]

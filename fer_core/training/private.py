@@ -1,0 +1,334 @@
+"""Private training recipes: DP-SGD (Abadi et al. 2016) with Opacus, resumable, with honest selection.
+
+Three methods (``TrainConfig.dp_method``), one loop:
+
+* ``dp-sgd`` - end-to-end DP-SGD from random initialisation (the reference point).
+* ``scatternet`` - DP-SGD on fixed wavelet-scattering features (Tramer & Boneh 2021): the
+  scattering has no parameters and depends on no data, so it is computed once for every row and
+  DP-SGD trains only the small CNN on top.
+* ``two-stage`` - stage 1 is an ordinary run on the declared public share of ``Training``
+  (``--train-rows public``); stage 2 (this loop) starts from that checkpoint and trains the head or
+  the last block with DP-SGD on the remaining private rows. The frozen part was trained on public
+  rows only, so its outputs are precomputed once, like the scattering.
+
+Privacy: Poisson sampling (Opacus ``DPDataLoader``), per-sample clipping to ``max_grad_norm``,
+Gaussian noise ``noise_multiplier * max_grad_norm``; the noise multiplier comes from a target
+``epsilon`` via Opacus's accountant over all planned steps; the epsilon actually spent is read
+from the engine's accountant at the end and written to the model card with every setting.
+Selection (epoch, raw or EMA weights) uses ``PublicTest``, which is not a training row:
+post-processing that costs no privacy. Logical batches larger than memory allows are split by
+Opacus's ``BatchMemoryManager``.
+
+Distributed (under ``torchrun``, on CPU with ``gloo``): Opacus's distributed DP-SGD - the model in
+``DifferentiallyPrivateDistributedDataParallel``, each rank Poisson-samples its shard of the rows
+at the global sample rate, clips its own per-sample gradients, rank 0 alone adds the noise, and
+the sums are all-reduced (:func:`fer_core.privacy.engine.make_private`). ``batch_size`` is the global
+expected batch, so the accountant sees the same sample rate and steps as a single process would
+and epsilon does not depend on the number of processes. Frozen-prefix features are precomputed by
+every rank.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.swa_utils import AveragedModel
+from tqdm import tqdm
+
+from fer_core.data.augment import augment_batch
+from fer_core.data.preprocess import to_model_input
+from fer_core.models.architectures import split_for_finetune
+from fer_core.models.checkpoint import WEIGHTS_FILE, repo_relative, resolve
+from fer_core.privacy.accounting import DP_METHODS, PrivacyError, noise_multiplier_for, sampling_plan, spent_epsilon
+from fer_core.privacy.engine import PrivateLoader, make_private, privacy_block
+from fer_core.training.config import TrainConfig
+from fer_core.training.distributed import SINGLE, DistContext, all_reduce_sum, rank_seed
+from fer_core.training.optim import lr_at, make_ema, make_optimizer
+from fer_core.training.validation import evaluate
+
+
+def check_private_config(cfg: TrainConfig) -> None:
+    """Refuse settings a private run cannot honour.
+
+    Raises:
+        fer_core.privacy.accounting.PrivacyError: naming the setting and how to fix it.
+    """
+    if cfg.dp_method not in DP_METHODS:
+        raise PrivacyError(f"unknown dp_method {cfg.dp_method!r}; choose one of {', '.join(DP_METHODS)}")
+    if (cfg.epsilon is None) == (cfg.noise_multiplier is None):
+        raise PrivacyError("give exactly one of a target epsilon (--epsilon) or --noise-multiplier")
+    if cfg.dp_method == "scatternet" and cfg.arch != "scatternet":
+        raise PrivacyError(f"dp_method 'scatternet' trains the scatternet architecture, not {cfg.arch!r}")
+    if cfg.dp_method == "two-stage" and not cfg.init_from:
+        raise PrivacyError(
+            "two-stage needs its stage-1 model: train one on the public share (--train-rows public) "
+            "and pass it with --init-from"
+        )
+    if cfg.target != "majority":
+        raise PrivacyError("private runs train on one label per face; use --target majority")
+    if cfg.train_rows != "all":
+        raise PrivacyError("private runs choose their rows themselves (two-stage: the private share); "
+                           "leave --train-rows at 'all'")
+
+
+def check_stage1(cfg: TrainConfig, card: dict, sha256: str) -> None:
+    """Stage 1 must have seen only the public share that stage 2 excludes.
+
+    Raises:
+        fer_core.privacy.accounting.PrivacyError: the stage-1 card shows private rows, another share or data file.
+    """
+    data = card.get("data", {})
+    problems = []
+    if data.get("train_rows") != "public":
+        problems.append(f"it was trained on train_rows={data.get('train_rows', 'all')!r}, not 'public'")
+    if data.get("public_fraction") != cfg.public_fraction or data.get("public_seed") != cfg.public_seed:
+        problems.append(f"its public share is {data.get('public_fraction')}/seed {data.get('public_seed')}, "
+                        f"this run's is {cfg.public_fraction}/seed {cfg.public_seed}")
+    if data.get("sha256") != sha256:
+        problems.append("it was trained on another data file")
+    if card.is_private:
+        problems.append("it is already a private model")
+    if problems:
+        raise PrivacyError(f"--init-from {cfg.init_from} cannot be stage 1 of this two-stage run: "
+                           + "; ".join(problems))
+
+
+@torch.no_grad()
+def precompute(prefix: nn.Module, images: np.ndarray, batch_size: int = 512) -> torch.Tensor:
+    """Outputs of a frozen prefix for every face.
+
+    Args:
+        prefix: a module from :func:`fer_core.models.architectures.split_for_finetune` (eval mode is set here).
+        images: ``uint8 (N, 48, 48)`` faces.
+
+    Returns:
+        ``float32 (N, ...)``: the prefix's output for each face (e.g. ``(N, 81, 12, 12)`` scattering).
+    """
+    prefix.eval()
+    parts = [prefix(to_model_input(images[i: i + batch_size])) for i in range(0, len(images), batch_size)]
+    return torch.cat(parts).contiguous()
+
+
+_FEATURE_CACHE: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _cached_features(cfg: TrainConfig, model_args: dict, sha256: str, prefix: nn.Module, train_x: np.ndarray,
+                     val_x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Precomputed prefix outputs, reused within one process when they cannot differ (a sweep).
+
+    The frozen prefix is either ScatterNet's scattering (no parameters: its outputs depend on the
+    data and the architecture alone) or a two-stage trunk, whose outputs also depend on the stage-1
+    weights: those are part of the key (the checkpoint's path and its weights file's size and mtime).
+    """
+    weights = None
+    if cfg.init_from:
+
+        st = (resolve(cfg.init_from) / WEIGHTS_FILE).stat()
+        weights = [str(resolve(cfg.init_from).resolve()), st.st_size, st.st_mtime_ns]
+    key = json.dumps([cfg.arch, model_args, cfg.trainable, weights, sha256, cfg.dp_method, cfg.train_split,
+                      cfg.val_split, cfg.public_fraction, cfg.public_seed, cfg.limit_train, len(train_x)])
+    if key not in _FEATURE_CACHE:
+        _FEATURE_CACHE.clear()  # one set at a time (about 1.5 GB for FER2013's scattering)
+        _FEATURE_CACHE[key] = (precompute(prefix, train_x), precompute(prefix, val_x))
+    return _FEATURE_CACHE[key]
+
+
+def train_one_epoch_private(
+    dp: PrivateLoader,
+    generator: torch.Generator,
+    cfg: TrainConfig,
+    epoch: int,
+    total_steps: int,
+    raw: bool,
+    model: nn.Module,
+    ema: AveragedModel | None = None,
+    ctx: DistContext = SINGLE,
+) -> dict:
+    """One pass of DP-SGD over the private rows (Poisson batches; about 1 / sample_rate steps).
+
+    Args:
+        dp: from :func:`fer_core.privacy.engine.make_private` (wrapped tail, DP optimizer, Poisson loader).
+        generator: the generator the Poisson sampler draws from; reseeded with ``(seed, epoch)``
+            so a resumed run draws the same batches (the noise uses torch's seeded global RNG).
+        raw: inputs are ``uint8`` faces (preprocessed, and augmented if configured, per batch)
+            rather than precomputed features.
+        model: the full unwrapped model (for EMA).
+        total_steps: planned logical steps of the whole run (learning-rate schedule).
+        ctx: the distributed context; each rank draws its Poisson batches from its own seed and
+            takes a step for every logical batch, an empty one included, so all ranks step together.
+
+    Returns:
+        ``{"epoch", "train_loss", "train_accuracy", "lr", "steps", "seconds", "samples_per_s"}``
+        (loss and accuracy on the sampled, noised-over batches of all ranks, before the step).
+    """
+    from opacus.utils.batch_memory_manager import BatchMemoryManager
+
+    seed = rank_seed(cfg.epoch_seed(epoch), ctx)
+    generator.manual_seed(seed)
+    torch.manual_seed(seed)  # DP noise (rank 0 only when distributed) and dropout
+    g_aug = torch.Generator().manual_seed(seed + 1)
+    aug = cfg.augment_config
+    steps_per_epoch = len(dp.data_loader)
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    step = epoch * steps_per_epoch
+    dp.model.train()
+    loss_sum, correct, seen, steps = 0.0, 0, 0, 0
+    start = time.perf_counter()
+    lr = lr_at(step, total_steps, warmup, cfg.lr)
+    with warnings.catch_warnings(), BatchMemoryManager(
+        data_loader=dp.data_loader, max_physical_batch_size=cfg.physical_batch_size, optimizer=dp.optimizer
+    ) as batches:
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs} (DP)", leave=False,
+                   disable=not (cfg.progress and ctx.is_main), mininterval=5.0, file=sys.stderr)
+        # Opacus's backward hooks on a tail whose inputs need no gradient: expected, harmless.
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        for x, y in bar:
+            if len(y) == 0 and not ctx.distributed:  # Poisson sampling can draw an empty batch
+                continue  # (distributed: every rank must step, so an empty local batch goes through)
+            lr = lr_at(step + steps, total_steps, warmup, cfg.lr)
+            for group in dp.optimizer.param_groups:
+                group["lr"] = lr
+            if raw:
+                x = to_model_input(x)  # (B, 1, 48, 48)
+                if cfg.augment and len(x):  # (an empty local batch of a distributed run has nothing to augment)
+                    x = augment_batch(x, aug, g_aug)
+            logits = dp.model(x)  # (B, K)
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            dp.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            dp.optimizer.step()
+            if not dp.optimizer._is_last_step_skipped:  # a logical (noised) step was taken
+                steps += 1
+                if ema is not None:
+                    ema.update_parameters(model)
+            if len(y):  # the mean loss of an empty batch is NaN
+                loss_sum += float(loss.detach()) * len(y)
+                correct += int((logits.detach().argmax(1) == y).sum())
+                seen += len(y)
+    seconds = time.perf_counter() - start
+    loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], ctx)
+    return {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1),
+            "lr": lr, "steps": steps, "seconds": seconds, "samples_per_s": seen / max(seconds, 1e-9)}
+
+
+class PrivateStrategy:
+    """What the lifecycle needs from a DP-SGD run (:data:`~fer_core.privacy.accounting.DP_METHODS`).
+
+    Splits the model into a frozen prefix (precomputed once: scattering, or a two-stage trunk) and
+    the tail DP-SGD trains; builds the Poisson loader over the private rows, the noise multiplier
+    for the target epsilon over all planned steps (:func:`~fer_core.privacy.accounting.sampling_plan`)
+    and the Opacus engine (:func:`~fer_core.privacy.engine.make_private`). Adds the accountant's
+    history to the resumable state and the privacy block to the card.
+    """
+
+    private = True
+
+    @staticmethod
+    def check(cfg: TrainConfig) -> None:
+        check_private_config(cfg)
+
+    @staticmethod
+    def rows(cfg: TrainConfig) -> str:
+        return "private" if cfg.dp_method == "two-stage" else "all"
+
+    @staticmethod
+    def session_device(cfg: TrainConfig) -> torch.device:
+        return torch.device("cpu")  # Opacus's distributed DP-SGD here runs on gloo
+
+    def __init__(self, cfg: TrainConfig, model: nn.Module, model_args: dict, train_x, train_y, val_x, val_y,
+                 device: torch.device, ctx: DistContext, sha256: str = "") -> None:
+        self.cfg, self.model, self.ctx = cfg, model, ctx
+        self.n = n = len(train_y)
+        if cfg.delta >= 1.0 / n:
+            raise PrivacyError(f"delta={cfg.delta} is not below 1/N = {1.0 / n:.2e} for {n} private rows")
+        if device.type != "cpu" and ctx.is_main:
+            print("note: private training runs on the CPU path of this loop", file=sys.stderr)
+        model.to(memory_format=torch.contiguous_format)
+        prefix, self.tail = split_for_finetune(model, cfg.trainable)
+        trainable = {id(p) for p in self.tail.parameters()}
+        for p in model.parameters():
+            p.requires_grad_(id(p) in trainable)
+        self.raw = isinstance(prefix, nn.Identity)
+        t_features = time.perf_counter()
+        if self.raw:
+            train_in, self.val_in = torch.from_numpy(train_x), torch.from_numpy(val_x)
+        else:
+            train_in, self.val_in = _cached_features(cfg, model_args, sha256, prefix, train_x, val_x)
+        self.feature_s = time.perf_counter() - t_features
+        self.val_y = val_y
+        self.generator = torch.Generator()
+        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(train_in, torch.from_numpy(train_y)),
+                                             batch_size=cfg.batch_size, generator=self.generator)
+        # Opacus's Poisson loader samples each row with q = 1 / len(loader) and yields len(loader) batches
+        # per epoch; the accountant records exactly these (sigma, q, steps), and so does the planner.
+        self.plan = sampling_plan(n, cfg.batch_size, cfg.epochs)
+        assert len(loader) == self.plan.steps_per_epoch, "the sampling plan must match Opacus's loader"
+        if cfg.noise_multiplier is not None:
+            self.sigma = float(cfg.noise_multiplier)
+        else:
+            self.sigma = noise_multiplier_for(cfg.epsilon, cfg.delta, self.plan.sample_rate, self.plan.steps,
+                                              cfg.accountant)
+        self.ema = make_ema(model, cfg)
+        self.ema_tail = split_for_finetune(self.ema.module, cfg.trainable)[1] if self.ema is not None else None
+        optimizer = make_optimizer(self.tail, cfg)
+        self.tail.train()
+        self.dp = make_private(self.tail, optimizer, loader, noise_multiplier=self.sigma,
+                               max_grad_norm=cfg.max_grad_norm, accountant=cfg.accountant,
+                               grad_sample_mode=cfg.grad_sample_mode, distributed=ctx.distributed)
+        if self.ema is not None and ctx.distributed:  # the tail now holds rank 0's weights: so does the EMA
+            self.ema.module.load_state_dict(model.state_dict())
+
+    def describe(self) -> str:
+        cfg = self.cfg
+        return (f"{cfg.dp_method}: {self.n:,} private rows, sample_rate {self.plan.sample_rate:.5f}, noise_multiplier "
+                f"{self.sigma:.4f}, max_grad_norm {cfg.max_grad_norm}, {self.plan.steps} steps ({cfg.accountant})"
+                + (f", features precomputed in {self.feature_s:.0f} s" if not self.raw else "")
+                + (f", data parallel over {self.ctx.world_size} processes ({self.ctx.backend})"
+                   if self.ctx.distributed else ""))
+
+    def train_epoch(self, epoch: int) -> dict:
+        row = train_one_epoch_private(self.dp, self.generator, self.cfg, epoch, self.plan.steps, self.raw,
+                                      self.model, self.ema, self.ctx)
+        row["epsilon"] = spent_epsilon(self.dp.engine, self.cfg.delta)
+        return row
+
+    def validate(self, which: str) -> dict:
+        return evaluate(self.tail if which == "raw" else self.ema_tail, self.val_in, self.val_y, raw=self.raw)
+
+    def optimizer_state(self) -> dict:
+        return self.dp.optimizer.original_optimizer.state_dict()
+
+    def load_state(self, state: dict) -> None:
+        self.dp.optimizer.original_optimizer.load_state_dict(state["optimizer"])
+        self.dp.engine.accountant.history = [tuple(h) for h in json.loads(state["accountant_history"])]
+
+    def extra_state(self) -> dict:
+        return {"accountant_history": json.dumps([list(h) for h in self.dp.engine.accountant.history])}
+
+    def log_suffix(self, row: dict) -> str:
+        return f" | epsilon {row['epsilon']:.3f}"
+
+    def result(self) -> dict:
+        return {"epsilon": spent_epsilon(self.dp.engine, self.cfg.delta)}
+
+    def privacy(self, rows: dict, train_rows: int) -> dict:
+        """The card's privacy block: epsilon spent, the settings it rests on, which rows are private."""
+        cfg = self.cfg
+        steps = sum(int(h[2]) for h in self.dp.engine.accountant.history)
+        block = privacy_block(
+            method=cfg.dp_method, epsilon=spent_epsilon(self.dp.engine, cfg.delta), delta=cfg.delta,
+            accountant=cfg.accountant, noise_multiplier=self.sigma, max_grad_norm=cfg.max_grad_norm,
+            sample_rate=self.plan.sample_rate, batch_size=round(self.plan.sample_rate * self.n), steps=steps,
+            epochs=cfg.epochs, private_rows=self.n, rows_description=rows["description"],
+            target_epsilon=cfg.epsilon, trainable=cfg.trainable, public_rows=rows.get("public_rows", 0),
+        )
+        if cfg.dp_method == "two-stage":
+            block["stage1_checkpoint"] = repo_relative(cfg.init_from)
+        return block
