@@ -1,9 +1,13 @@
 """fer_core: facial emotion recognition with ordinary and differentially private training.
 
-The library behind the Streamlit app: data loading (:mod:`fer_core.data`), models
-(:mod:`fer_core.models`), training (:mod:`fer_core.training.lifecycle`), metrics (:mod:`fer_core.evaluation.metrics`),
-self-describing checkpoints (:mod:`fer_core.models.checkpoint`) and the command line
-(``python -m fer_core``).
+The library behind the Streamlit app, one subpackage per concept: :mod:`fer_core.data` (datasets,
+FER+ labels, images, preprocessing, augmentation), :mod:`fer_core.models` (architectures, the
+checkpoint and its card, prediction), :mod:`fer_core.privacy` (DP-SGD, accounting),
+:mod:`fer_core.training` (one lifecycle; plain and private strategies), :mod:`fer_core.inference`
+(detection, alignment, photos, video, webcam), :mod:`fer_core.evaluation` (metrics, comparison),
+:mod:`fer_core.results` (result files and the README report), :mod:`fer_core.audit`
+(membership inference), :mod:`fer_core.app` (Streamlit helpers, for the app only) and the command
+line (``python -m fer_core``, ``fer-core``). This module holds the label sets every part shares.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ import shlex
 import sys
 from pathlib import Path
 
+import numpy as np
+import torch
+from tqdm import tqdm
+
 from fer_core.audit.membership import run_audit
 from fer_core.data.datasets import DatasetError, load_dataset
 from fer_core.data.ferplus import with_label_set
@@ -20,14 +24,16 @@ from fer_core.evaluation.evaluate import evaluate_split
 from fer_core.inference.detect import FaceDetector
 from fer_core.inference.pipeline import analyze_photo, load_face_image
 from fer_core.inference.video import VideoError, analyze_video
+from fer_core.models.architectures import ALL_ARCHITECTURES, ARCHITECTURES
 from fer_core.models.checkpoint import CHECKPOINT_DIR, CheckpointError, list_checkpoints, load_checkpoint
 from fer_core.models.predict import classify_faces, compiled
+from fer_core.privacy.accounting import DP_METHODS
 from fer_core.results.architectures import compare_architectures
 from fer_core.results.files import SWEEP_RESULTS
 from fer_core.results.report import ARCH_RESULTS, README, update_readme
 from fer_core.results.speed import SPEED_RESULTS, describe_machine, machine_info, measure_models, write_speed
 from fer_core.results.sweep import EPSILONS, RECIPES, run_sweep
-from fer_core.training.config import TrainConfig
+from fer_core.training.config import TrainConfig, add_config_arguments, config_from_arguments
 from fer_core.training.distributed import launched_rank
 from fer_core.training.lifecycle import main as train_main
 
@@ -39,8 +45,6 @@ def _command_line() -> str:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-
-    d = TrainConfig()
     p = sub.add_parser(
         "train",
         help="train (or resume) a model, ordinary or differentially private, and export a checkpoint",
@@ -51,112 +55,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "trained with --train-rows public, given by --init-from). Runs unchanged under torchrun "
         "(data-parallel: DistributedDataParallel, or Opacus's distributed DP-SGD; --batch-size is the "
         "global batch; rank 0 writes the files), e.g. "
-        "'torchrun --standalone --nproc_per_node 2 -m fer_core train ...'.",
+        "'torchrun --standalone --nproc_per_node 2 -m fer_core train ...'. Every flag is a field of "
+        "fer_core.training.config.TrainConfig.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--out", default=d.out, help="run folder holding the resumable state")
-    p.add_argument("--export", help="checkpoint folder to write when done (e.g. checkpoints/my_model)")
-    p.add_argument("--name", help="model name in the card (default: the export folder's name)")
-    p.add_argument("--arch", default=d.arch, choices=["cnn", "resnet", "fusion", "scatternet"])
-    p.add_argument("--model-args", default="{}",
-                   help='JSON, e.g. \'{"widths": [32, 64, 128, 256], "blocks": [1, 1, 2, 1]}\'')
-    _add_recipe_args(p, d)
-    p.add_argument("--label-set", default=d.label_set, choices=["fer2013", "ferplus"],
-                   help="fer2013: the 7 original labels; ferplus: 8 classes from the FER+ votes "
-                   "(Barsoum et al. 2016; needs a .npz with ferplus_votes)")
-    p.add_argument("--target", default=d.target, choices=["majority", "distribution"],
-                   help="train on one class per face, or on the FER+ vote distribution (soft cross-entropy)")
-    g = p.add_argument_group("rows and differential privacy")
-    g.add_argument("--train-rows", default=d.train_rows, choices=["all", "public"],
-                   help="'public': only the declared public share of Training (two-stage stage 1)")
-    g.add_argument("--public-fraction", type=float, default=d.public_fraction,
-                   help="share of Training declared public (two-stage)")
-    g.add_argument("--public-seed", type=int, default=d.public_seed, help="seed of the public/private split")
-    g.add_argument("--dp-method", choices=["dp-sgd", "scatternet", "two-stage"],
-                   help="train with DP-SGD (default: not private)")
-    g.add_argument("--epsilon", type=float, help="target epsilon (sets --noise-multiplier via the accountant)")
-    g.add_argument("--delta", type=float, default=d.delta)
-    g.add_argument("--noise-multiplier", type=float, help="sigma, instead of a target epsilon")
-    g.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm, help="per-sample L2 clipping bound")
-    g.add_argument("--accountant", default=d.accountant, choices=["prv", "rdp"])
-    g.add_argument("--trainable", default=d.trainable, choices=["all", "head", "last-block"],
-                   help="what DP-SGD trains; the rest is frozen (two-stage: 'head' or 'last-block')")
-    g.add_argument("--physical-batch-size", type=int, default=d.physical_batch_size,
-                   help="largest batch in memory at once (Opacus BatchMemoryManager); --batch-size is the "
-                   "expected logical batch")
-
-
-def _add_recipe_args(p: argparse.ArgumentParser, d) -> None:
-    """Options shared by ``train`` and ``compare-archs``."""
-    p.add_argument("--data", help=DATA_HELP)
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size,
-                   help="global batch (under torchrun: split evenly over the processes)")
-    p.add_argument("--optimizer", default=d.optimizer, choices=["sgd", "adamw"])
-    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
-    p.add_argument("--momentum", type=float, default=d.momentum)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument("--augment", default="{}",
-                   help='JSON overriding augmentation strengths, e.g. \'{"rotation_deg": 10, "erase_p": 0.25}\' '
-                   "(keys: " + ", ".join(d.augment) + "), or 'off'")
-    p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="per step; 0 disables EMA")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0: torch's default)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the training step")
-    p.add_argument("--no-channels-last", action="store_true")
-    p.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda"])
-    p.add_argument("--limit-train", type=int, help="use only the first N training rows")
-    p.add_argument("--init-from", help="start from this checkpoint's weights (fine-tuning; same architecture; "
-                   "from another label set every tensor but the classifier)")
-    p.add_argument("--stop-after", type=int, help="stop after N epochs in this invocation (resume later)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def _augment_from_args(a: argparse.Namespace, defaults: dict) -> dict:
-    if a.augment.strip().lower() in ("off", "none"):
-        return {}
-    try:
-        changes = json.loads(a.augment)
-    except json.JSONDecodeError as exc:
-        raise SystemExit(f"error: --augment is not valid JSON ({exc})") from None
-    if not isinstance(changes, dict):
-        raise SystemExit('error: --augment must be a JSON object, e.g. \'{"erase_p": 0.25}\'')
-    unknown = sorted(set(changes) - set(defaults))
-    if unknown:
-        raise SystemExit(f"error: unknown --augment key(s) {unknown}; known: {sorted(defaults)}")
-    return {**defaults, **changes}
-
-
-def _config_from_args(a: argparse.Namespace, **overrides):
-
-    return TrainConfig(
-        augment=_augment_from_args(a, TrainConfig().augment), data=a.data, epochs=a.epochs,
-        batch_size=a.batch_size, optimizer=a.optimizer, lr=a.lr, momentum=a.momentum,
-        weight_decay=a.weight_decay, warmup_epochs=a.warmup_epochs,
-        label_smoothing=a.label_smoothing, ema_decay=a.ema_decay, seed=a.seed, threads=a.threads,
-        compile=a.compile, channels_last=not a.no_channels_last, device=a.device,
-        limit_train=a.limit_train, init_from=a.init_from, stop_after=a.stop_after, progress=not a.no_progress,
-        **overrides,
-    )
+    add_config_arguments(p)
 
 
 def _run_train(a: argparse.Namespace) -> int:
-
-    try:
-        model_args = json.loads(a.model_args)
-    except json.JSONDecodeError as exc:
-        raise SystemExit(f"error: --model-args is not valid JSON ({exc})") from None
-    cfg = _config_from_args(
-        a, out=a.out, arch=a.arch, model_args=model_args, export=a.export, name=a.name,
-        train_rows=a.train_rows, public_fraction=a.public_fraction, public_seed=a.public_seed,
-        dp_method=a.dp_method, epsilon=a.epsilon, delta=a.delta, noise_multiplier=a.noise_multiplier,
-        max_grad_norm=a.max_grad_norm, accountant=a.accountant, trainable=a.trainable,
-        physical_batch_size=a.physical_batch_size, label_set=a.label_set, target=a.target,
-    )
-    result = train_main(cfg, command=_command_line())
-
+    result = train_main(config_from_arguments(a), command=_command_line())
     if launched_rank() != 0:  # under torchrun: rank 0 reports for the run
         return 0
     summary = {"out": result["out"], "finished": result["finished"], "best": result["best"],
@@ -188,7 +95,6 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(a: argparse.Namespace) -> int:
-    import torch
 
 
     if a.threads > 0:
@@ -255,11 +161,9 @@ def _blur_target(out: str, src: str, n_inputs: int, suffix: str) -> Path:
 
 
 def _run_predict(a: argparse.Namespace) -> int:
-    import numpy as np
 
 
     if a.threads > 0:
-        import torch
 
         torch.set_num_threads(a.threads)
     ckpt = load_checkpoint(a.checkpoint)
@@ -326,8 +230,6 @@ def _run_predict(a: argparse.Namespace) -> int:
 
 
 def _add_compare(sub: argparse._SubParsersAction) -> None:
-
-    d = TrainConfig(epochs=6)
     p = sub.add_parser(
         "compare-archs",
         help="train cnn, resnet and fusion on the same recipe and budget; write the results CSV",
@@ -337,14 +239,15 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--out", default="runs/compare_archs", help="parent run folder")
-    p.add_argument("--archs", nargs="+", default=["cnn", "resnet", "fusion"])
+    p.add_argument("--archs", nargs="+", default=list(ARCHITECTURES), choices=list(ALL_ARCHITECTURES))
     p.add_argument("--results", default=None, help="CSV to write (default checkpoints/results/architectures.csv)")
-    _add_recipe_args(p, d)
+    add_config_arguments(p, groups=("recipe",), defaults=TrainConfig(epochs=6),
+                         also=("data", "threads", "compile", "channels_last", "device", "init_from", "stop_after",
+                               "progress"))
 
 
 def _run_compare(a: argparse.Namespace) -> int:
-
-    base = _config_from_args(a, out=a.out)
+    base = config_from_arguments(a, out=a.out)
     rows = compare_architectures(base, a.archs, a.results or ARCH_RESULTS, command=_command_line())
     print(json.dumps(rows, indent=2))
     return 0
@@ -364,7 +267,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--methods", nargs="+", default=["scatternet", "two-stage"],
-                   choices=["dp-sgd", "scatternet", "two-stage"])
+                   choices=list(DP_METHODS))
     p.add_argument("--epsilons", nargs="+", type=float, default=list(EPSILONS))
     p.add_argument("--epochs", type=int, help="override every recipe's epochs (e.g. a quick look)")
     p.add_argument("--data", help=DATA_HELP)
@@ -408,7 +311,6 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_audit(a: argparse.Namespace) -> int:
-    import torch
 
 
     if a.threads > 0:
@@ -443,7 +345,6 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_bench(a: argparse.Namespace) -> int:
-    from tqdm import tqdm
 
 
     if not a.budget_s > 0:  # also rejects NaN

@@ -28,7 +28,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
+import pandas as pd
 
 from fer_core import EMOTIONS
 from fer_core.data.images import face_to_48, rgb_to_gray
@@ -320,7 +322,6 @@ def _load_npz(p: Path) -> FERDataset:
 
 
 def _load_csv(p: Path) -> FERDataset:
-    import pandas as pd
 
     try:
         df = pd.read_csv(p, dtype={"pixels": str})
@@ -356,7 +357,6 @@ def _load_csv(p: Path) -> FERDataset:
 
 
 def _load_folder(root: Path) -> FERDataset:
-    import cv2
 
     images, labels, usage = [], [], []
     split_dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and d.name.lower() in _FOLDER_SPLITS]

@@ -13,6 +13,7 @@ import os
 import warnings
 from typing import IO
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -136,7 +137,6 @@ def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
 
 def face_to_48(gray: np.ndarray) -> np.ndarray:
     """Resize a grayscale face crop ``uint8 (H, W)`` to ``uint8 (48, 48)`` (area interpolation)."""
-    import cv2
 
     if gray.shape == (48, 48):
         return gray

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
 from fer_core import EMOTIONS, NEGATIVE_EMOTIONS
 
@@ -133,7 +134,6 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     pos, neg = int(labels.sum()), int((~labels).sum())
     if pos == 0 or neg == 0:
         return None
-    import pandas as pd
 
     r = pd.Series(np.asarray(scores, np.float64)).rank(method="average").to_numpy()  # ties share ranks
     return float((r[labels].sum() - pos * (pos + 1) / 2.0) / (pos * neg))

@@ -1,4 +1,10 @@
-"""TODO docstring."""
+"""Face alignment: warp a detected face onto the FER2013 crop from its five landmarks.
+
+FER2013 faces are roughly centred, upright 48x48 crops. :func:`align_face` maps YuNet's five
+landmarks (eyes, nose tip, mouth corners) onto a template measured on real FER2013 faces
+(:func:`measure_landmark_template`) with a similarity transform, warps at 4x and area-downsamples
+to 48 px, so the classifier sees faces framed as in training.
+"""
 
 from __future__ import annotations
 

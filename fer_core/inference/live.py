@@ -30,8 +30,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import av
 import cv2
 import numpy as np
+import torch
 
 from fer_core import NEGATIVE_EMOTIONS
 from fer_core.data.images import rgb_to_gray
@@ -287,7 +289,6 @@ class LiveAnalyzer:
         frame is passed through unchanged and ``{"error": message}`` is put on :attr:`results` so the
         page can show it.
         """
-        import av
 
         rgb = frame.to_ndarray(format="rgb24")
         try:
@@ -303,7 +304,6 @@ class LiveAnalyzer:
 
 
 def _use_threads(n: int) -> None:
-    import torch
 
     if torch.get_num_threads() != n:  # the setting is per OS thread for OpenMP: set it where the model runs
         torch.set_num_threads(n)

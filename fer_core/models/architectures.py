@@ -222,7 +222,7 @@ class ScatterNet(nn.Module):
         if head not in ("cnn", "linear"):
             raise ValueError(f"ScatterNet head must be 'cnn' or 'linear', got {head!r}")
         # Only the 2-D frontend: `import kymatio.torch` fails with scipy >= 1.15 (kymatio 0.3.0).
-        from kymatio.scattering2d.frontend.torch_frontend import ScatteringTorch2D
+        from kymatio.scattering2d.frontend.torch_frontend import ScatteringTorch2D  # heavy; ScatterNet only
 
         self.scattering = ScatteringTorch2D(J=J, shape=(48, 48), L=L)
         for name, buf in list(self.scattering.named_buffers()):  # rebuilt on construction: not saved

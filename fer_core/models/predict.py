@@ -1,6 +1,13 @@
-"""TODO docstring."""
+"""Prediction from a checkpoint: class probabilities of aligned face crops with the card's preprocessing.
+
+:func:`face_probabilities` is the one path from ``uint8`` face crops to probabilities (photos, video
+frames, the webcam callback, Compare); :func:`classify_faces` adds labels and the negative call-out;
+:func:`compiled` gives a ``torch.compile``'d copy of a checkpoint for long jobs.
+"""
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import torch
@@ -116,9 +123,7 @@ def compiled(checkpoint: Checkpoint, warmup_batch: int = 64) -> Checkpoint:
         RuntimeError: compilation failed (e.g. no C++ compiler for TorchInductor); the message says
             to run without ``--compile``.
     """
-    import copy
 
-    import torch
 
     model = copy.deepcopy(checkpoint.model).eval()
     fast = torch.compile(model, dynamic=True)

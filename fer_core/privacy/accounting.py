@@ -90,7 +90,7 @@ def noise_multiplier_for(
     Raises:
         PrivacyError: bad arguments or an epsilon the accountant cannot reach.
     """
-    from opacus.accountants.utils import get_noise_multiplier
+    from opacus.accountants.utils import get_noise_multiplier  # heavy; private runs only
 
     _check(sample_rate, delta, accountant)
     if epsilon <= 0 or steps < 1:
@@ -118,7 +118,7 @@ def epsilon_for(noise_multiplier: float, sample_rate: float, steps: int, delta: 
     Raises:
         PrivacyError: bad arguments.
     """
-    from opacus.accountants import create_accountant
+    from opacus.accountants import create_accountant  # heavy; private runs only
 
     _check(sample_rate, delta, accountant)
     if noise_multiplier <= 0:

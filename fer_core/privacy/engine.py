@@ -1,4 +1,19 @@
-"""TODO docstring."""
+"""DP-SGD through Opacus: the ONE place that calls ``opacus.PrivacyEngine.make_private``, and the
+card's privacy block.
+
+DP-SGD (Abadi et al. 2016, "Deep Learning with Differential Privacy") clips every example's gradient
+to L2 norm ``max_grad_norm``, adds Gaussian noise of standard deviation ``noise_multiplier *
+max_grad_norm`` to the sum, and samples batches with Poisson sampling (each row independently with
+probability ``sample_rate``, :func:`fer_core.privacy.accounting.sampling_plan`).
+
+Distributed DP-SGD (several processes under ``torchrun``) uses Opacus's own support:
+``DifferentiallyPrivateDistributedDataParallel`` and ``DistributedDPOptimizer`` (each rank clips
+its per-sample gradients, rank 0 alone adds the noise, the sums are all-reduced) with a Poisson
+sampler per rank (:class:`fer_core.privacy.sampling.LockstepDistributedSampler`) at the global rate
+q. Every row is still included independently with probability q, the noise is that of one process,
+and the accountant records the same (sigma, q, steps): epsilon does not depend on the number of
+processes.
+"""
 
 from __future__ import annotations
 
@@ -66,7 +81,7 @@ def make_private(
     Raises:
         PrivacyError: an unknown accountant or a negative noise multiplier.
     """
-    from opacus import PrivacyEngine
+    from opacus import PrivacyEngine  # heavy; private runs only
 
     if accountant not in ACCOUNTANTS:
         raise PrivacyError(f"unknown accountant {accountant!r}; choose one of {', '.join(ACCOUNTANTS)}")
@@ -74,7 +89,7 @@ def make_private(
         raise PrivacyError(f"need noise_multiplier >= 0 and max_grad_norm > 0 "
                            f"(got {noise_multiplier}, {max_grad_norm})")
     if distributed:
-        from opacus.distributed import DifferentiallyPrivateDistributedDataParallel
+        from opacus.distributed import DifferentiallyPrivateDistributedDataParallel  # heavy; private runs only
 
         model = DifferentiallyPrivateDistributedDataParallel(model)
     with warnings.catch_warnings():
@@ -143,6 +158,6 @@ def privacy_block(
 
 
 def _opacus_version() -> str:
-    import opacus
+    import opacus  # heavy; private runs only
 
     return opacus.__version__

@@ -1,4 +1,9 @@
-"""TODO docstring."""
+"""Which training rows are public and which are private (the two-stage method's declared split).
+
+Rows declared public train stage 1 without privacy; the guarantee covers the private rest only, and
+the model card says so. The split is seeded and recorded, so stage 2 can check that stage 1 never saw
+a private row.
+"""
 
 from __future__ import annotations
 

@@ -165,19 +165,18 @@ def _scalar_type(hint) -> type:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, groups: tuple[str, ...] = GROUPS,
-                         defaults: TrainConfig | None = None) -> None:
-    """Add one flag per :class:`TrainConfig` field of ``groups`` to ``parser``.
+                         defaults: TrainConfig | None = None, also: tuple[str, ...] = ()) -> None:
+    """Add one flag per :class:`TrainConfig` field of ``groups`` (and the fields named in ``also``).
 
     Name ``--field-name``; type, default, help and choices from the field; booleans as
-    ``--flag/--no-flag``; dict fields as JSON objects.
+    ``--flag/--no-flag``; dict fields as JSON objects. ``defaults`` overrides the shown defaults.
     """
     d = defaults or TrainConfig()
     hints = typing.get_type_hints(TrainConfig)
-    arg_groups = {g: parser.add_argument_group(g) for g in GROUPS if g in groups}
-    for f in dataclasses.fields(TrainConfig):
+    wanted = [f for f in dataclasses.fields(TrainConfig) if f.metadata["group"] in groups or f.name in also]
+    arg_groups = {g: parser.add_argument_group(g) for g in GROUPS if any(f.metadata["group"] == g for f in wanted)}
+    for f in wanted:
         meta = f.metadata
-        if meta.get("group") not in groups:
-            continue
         kwargs: dict = {"help": meta["help"], "dest": f.name}
         kind = _scalar_type(hints[f.name])
         if meta.get("json"):

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from safetensors.torch import save_file
 
 #: If set, every rank writes its weights after each epoch to ``$FER_DIST_WEIGHTS_DIR/rank{r}_epoch{e}.safetensors``
 #: (used by the tests to compare ranks from outside; costs one file per rank and epoch).
@@ -227,7 +228,6 @@ def check_in_sync(ctx: DistContext, epoch: int, *modules: torch.nn.Module) -> No
         return
     out = os.environ.get(WEIGHTS_DIR_ENV)
     if out:
-        from safetensors.torch import save_file
 
         tensors = {f"{i}.{k}": v.detach().cpu().contiguous()
                    for i, m in enumerate(modules) for k, v in m.state_dict().items()}

@@ -14,6 +14,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
@@ -144,7 +145,6 @@ class PlainStrategy:
         model.to(device)
         train_model: torch.nn.Module = model
         if ctx.distributed:  # broadcasts rank 0's weights, then averages gradients in every backward pass
-            from torch.nn.parallel import DistributedDataParallel  # torch.distributed: only under torchrun
 
             train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         self.optimizer = make_optimizer(model, cfg)

@@ -168,7 +168,7 @@ def train_one_epoch_private(
         ``{"epoch", "train_loss", "train_accuracy", "lr", "steps", "seconds", "samples_per_s"}``
         (loss and accuracy on the sampled, noised-over batches of all ranks, before the step).
     """
-    from opacus.utils.batch_memory_manager import BatchMemoryManager
+    from opacus.utils.batch_memory_manager import BatchMemoryManager  # heavy; private runs only
 
     seed = rank_seed(cfg.epoch_seed(epoch), ctx)
     generator.manual_seed(seed)
