@@ -193,10 +193,16 @@ def _run_predict(a: argparse.Namespace) -> int:
         for path in a.inputs:
             p = Path(path)
             if not p.is_file():
-                print(f"error: {path}: no such file", file=sys.stderr)
+                why = "is a folder, not an image" if p.is_dir() else "no such file"
+                print(f"error: {path}: {why}", file=sys.stderr)
                 failed += 1
                 continue
-            data = p.read_bytes()
+            try:
+                data = p.read_bytes()
+            except OSError as exc:
+                print(f"error: {path}: cannot be read ({exc.strerror or exc})", file=sys.stderr)
+                failed += 1
+                continue
             if p.suffix.lower() in VIDEO_SUFFIXES:
                 try:
                     res = analyze_video(data, ckpt, detector, every_n=a.every, blur=True, encode=bool(a.blur))

@@ -41,10 +41,10 @@ upload = st.file_uploader("Photo", type=["jpg", "jpeg", "png", "webp", "bmp", "t
                           help="Every face is detected once and classified by both models.")
 if upload is None:
     st.caption(f"No photo uploaded: showing the sample photo ({SAMPLE_PHOTO.name}).")
-    data = SAMPLE_PHOTO.read_bytes()
+    data, photo_name = SAMPLE_PHOTO.read_bytes(), SAMPLE_PHOTO.name
 else:
-    data = upload.getvalue()
-res = compare_photo_annotated(data, ckpt_a, ckpt_b, cached_detector("yunet"))
+    data, photo_name = upload.getvalue(), upload.name
+res = compare_photo_annotated(data, ckpt_a, ckpt_b, cached_detector("yunet"), name=photo_name)
 if res.error:
     st.error(f"This file could not be analysed: {res.error}")
 elif not res.records:

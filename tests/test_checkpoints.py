@@ -1,11 +1,21 @@
 import json
+import os
 
 import pytest
 import torch
-from conftest import TINY_RESNET
+from conftest import REPO, TINY_RESNET
 
 from fer_core.models.architectures import build_model
-from fer_core.models.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, read_card, save_checkpoint
+from fer_core.models.checkpoint import (
+    CHECKPOINT_DIR,
+    CHECKPOINTS_ENV,
+    CheckpointError,
+    checkpoint_dir,
+    list_checkpoints,
+    load_checkpoint,
+    read_card,
+    save_checkpoint,
+)
 
 
 def make_card(**kw):
@@ -74,3 +84,30 @@ def test_refuses_wrapped_module(tmp_path):
     wrapped.add_module("module", build_model("resnet", **TINY_RESNET))
     with pytest.raises(ValueError, match="unwrapped"):
         save_checkpoint(tmp_path / "ck", wrapped, make_card())
+
+
+def _strings(o, where=""):
+    if isinstance(o, dict):
+        for k, v in o.items():
+            yield from _strings(v, f"{where}.{k}")
+    elif isinstance(o, list):
+        for i, v in enumerate(o):
+            yield from _strings(v, f"{where}[{i}]")
+    elif isinstance(o, str):
+        yield where, o
+
+
+def test_shipped_cards_hold_no_absolute_paths():
+    cards = sorted((REPO / "checkpoints").glob("*/model.json"))
+    assert cards
+    for card in cards:
+        bad = [(w, s) for w, s in _strings(json.loads(card.read_text()))
+               if s.startswith(("/", "~")) or ("://" in s and not s.startswith(("http://", "https://")))]
+        assert not bad, f"{card}: {bad}"
+
+
+def test_checkpoint_dir_lookup(tmp_path, monkeypatch):
+    if CHECKPOINTS_ENV not in os.environ:
+        assert CHECKPOINT_DIR == REPO / "checkpoints"  # a source checkout: beside the package
+    monkeypatch.setenv(CHECKPOINTS_ENV, str(tmp_path))
+    assert checkpoint_dir() == tmp_path.resolve()

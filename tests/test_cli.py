@@ -156,3 +156,34 @@ def test_predict_photo_and_video_with_blur(tiny_ckpt, tmp_path):
 def test_train_cli_bad_model_args(tmp_path):
     r = run("train", "--out", str(tmp_path / "r"), "--model-args", "{oops")
     assert r.returncode != 0 and "not valid JSON" in r.stderr
+
+
+def test_predict_errors_name_each_file(tiny_ckpt, tmp_path):
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x0dIHDR" + (9000).to_bytes(4, "big") * 2
+                    + b"\x08\x00\x00\x00\x00" + b"\x00" * 40)  # claims 9000x9000 (bad CRC: refused either way)
+    files = {tmp_path / "empty.jpg": (b"", "the file is empty"),
+             tmp_path / "fake.jpg": (b"this is text, not a JPEG", "not an image"),
+             tmp_path / "empty.mp4": (b"", "the file is empty")}
+    for f, (content, _) in files.items():
+        f.write_bytes(content)
+    r = run("predict", *map(str, files), str(big), str(tmp_path / "gone.png"), str(tmp_path),
+            "--checkpoint", str(tiny_ckpt), "--json")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and json.loads(r.stdout) == []
+    lines = r.stderr.splitlines()
+    assert len(lines) == 6, r.stderr
+    for line, (f, (_, reason)) in zip(lines, files.items(), strict=False):
+        assert line.startswith(f"error: {f}: ") and reason in line, line
+    assert lines[3].startswith(f"error: {big}: ")
+    assert lines[4] == f"error: {tmp_path / 'gone.png'}: no such file"
+    assert lines[5] == f"error: {tmp_path}: is a folder, not an image"
+
+
+def test_predict_faces_errors_name_each_file(tiny_ckpt, tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    cv2.imwrite(str(tmp_path / "face.png"), np.full((48, 48), 128, np.uint8))
+    r = run("predict", "--faces", str(tmp_path / "empty.png"), str(tmp_path / "face.png"),
+            "--checkpoint", str(tiny_ckpt), "--json")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == f"error: {tmp_path / 'empty.png'}: the file is empty (not an image)"
+    assert [rec["file"] for rec in json.loads(r.stdout)] == [str(tmp_path / "face.png")]

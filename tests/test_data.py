@@ -134,3 +134,10 @@ def test_real_fer2013(real_data):
     # The data README: 530 groups put the same image in Training and a test split.
     leaked = (~ds.dedup_mask("PublicTest")).sum() + (~ds.dedup_mask("PrivateTest")).sum()
     assert 530 <= leaked < 1500
+
+
+@pytest.mark.parametrize("name", ["empty.npz", "empty.csv"])
+def test_empty_dataset_file_says_so(tmp_path, name):
+    (tmp_path / name).write_bytes(b"")
+    with pytest.raises(DatasetError, match="the file is empty"):
+        load_dataset(tmp_path / name)

@@ -217,8 +217,8 @@ def load_dataset(path: str | os.PathLike | None = None) -> FERDataset:
         -1 dropped.
 
     Raises:
-        DatasetError: the path does not exist, or its content is not one of the formats above
-            (the message names the path, what was found and what was expected).
+        DatasetError: the path does not exist, the file is empty, or its content is not one of the formats
+            above (the message names the path, what was found and what was expected).
     """
     p = Path(path).expanduser() if path is not None else default_data_path()
     if not p.exists():
@@ -229,6 +229,8 @@ def load_dataset(path: str | os.PathLike | None = None) -> FERDataset:
         raise DatasetError(f"dataset not found at {p}: {hint}")
     if p.is_dir():
         return _load_folder(p)
+    if p.is_file() and p.stat().st_size == 0:
+        raise DatasetError(f"{p}: the file is empty")
     suffix = p.suffix.lower()
     if suffix == ".npz":
         return _load_npz(p)

@@ -2,7 +2,8 @@
 
 Accepts file paths, raw bytes, file-like objects, PIL images and numpy arrays; honours EXIF
 orientation; converts every colour mode Pillow knows (RGBA, LA, P, CMYK, I;16, I, F, 1, L) to
-RGB; refuses decompression bombs and files that are not images with :class:`ImageError`.
+RGB; refuses empty files, decompression bombs and files that are not images with :class:`ImageError`,
+whose message starts with the file's name (its path, the ``name`` given, or a file object's ``name``).
 Nothing is written to disk.
 """
 
@@ -27,12 +28,36 @@ class ImageError(ValueError):
     """An input is not a decodable image (or is too large); the message says which and why."""
 
 
-def _describe(src: object) -> str:
+def _describe(src: object, name: str | os.PathLike | None = None) -> str:
+    """How messages name an image: ``name`` if given, else the path, else a file object's ``name``
+    (an open file, Streamlit's ``UploadedFile``), else ``<N bytes>`` / ``<type>``."""
+    if name is not None and str(name):
+        return str(name)
     if isinstance(src, (str, os.PathLike)):
         return str(src)
     if isinstance(src, (bytes, bytearray)):
         return f"<{len(src)} bytes>"
+    own = getattr(src, "name", None)
+    if isinstance(own, (str, os.PathLike)) and str(own):
+        return str(own)
     return f"<{type(src).__name__}>"
+
+
+def _is_empty(src: object) -> bool:
+    """Whether ``src`` (bytes, a path or a seekable file object) holds no bytes; False when unknown."""
+    try:
+        if isinstance(src, (bytes, bytearray)):
+            return len(src) == 0
+        if isinstance(src, (str, os.PathLike)):
+            return os.path.isfile(src) and os.path.getsize(src) == 0
+        if hasattr(src, "seek") and hasattr(src, "tell"):
+            here = src.tell()
+            end = src.seek(0, io.SEEK_END)
+            src.seek(here)
+            return end == 0
+    except (OSError, ValueError, TypeError):
+        return False
+    return False
 
 
 def _pil_to_rgb(img: Image.Image) -> np.ndarray:
@@ -53,25 +78,28 @@ def _pil_to_rgb(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
 
 
-def load_image(src: ImageSource, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def load_image(src: ImageSource, max_pixels: int = MAX_PIXELS, name: str | os.PathLike | None = None) -> np.ndarray:
     """Decode an image to ``uint8 (H, W, 3)`` RGB, upright per its EXIF orientation.
 
     Args:
         src: path, bytes, binary file object, PIL image, or numpy array (``(H, W)`` gray,
             ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA, uint8).
         max_pixels: refuse images with more pixels than this.
+        name: how error messages name the image (e.g. an uploaded file's name); default: the path, the
+            file object's ``name``, or ``<N bytes>``.
 
     Returns:
         ``uint8 (H, W, 3)`` RGB array at full resolution.
 
     Raises:
-        ImageError: not an image, truncated/corrupt, empty, or larger than ``max_pixels``.
+        ImageError: not an image, truncated/corrupt, an empty file ("the file is empty"), or larger than
+            ``max_pixels``; the message starts with the image's name (see ``name``).
     """
-    return decode_image(src, max_pixels)[0]
+    return decode_image(src, max_pixels, name=name)[0]
 
 
 def decode_image(
-    src: ImageSource, max_pixels: int = MAX_PIXELS, max_side: int | None = None
+    src: ImageSource, max_pixels: int = MAX_PIXELS, max_side: int | None = None, name: str | os.PathLike | None = None
 ) -> tuple[np.ndarray, float]:
     """Like :func:`load_image`, but a JPEG whose longer side exceeds ``max_side`` is decoded at a reduced
     scale (libjpeg's DCT scaling, ``Image.draft``: 1/2, 1/4 or 1/8), which is several times faster.
@@ -81,18 +109,21 @@ def decode_image(
         reduced); multiply original pixel coordinates by it to get decoded ones.
 
     Raises:
-        ImageError: as :func:`load_image`.
+        ImageError: as :func:`load_image` (the message names the image; see its ``name``).
     """
     if isinstance(src, np.ndarray):
         a = src
+        named = f"{name}: " if name is not None and str(name) else ""
         if a.dtype != np.uint8:
-            raise ImageError(f"array images must be uint8, got {a.dtype}")
+            raise ImageError(f"{named}array images must be uint8, got {a.dtype}")
         if a.ndim == 2:
             a = np.repeat(a[:, :, None], 3, axis=2)
         if a.ndim != 3 or a.shape[2] not in (3, 4) or a.shape[0] == 0 or a.shape[1] == 0:
-            raise ImageError(f"array image has shape {a.shape}; expected (H, W), (H, W, 3) or (H, W, 4)")
+            raise ImageError(f"{named}array image has shape {a.shape}; expected (H, W), (H, W, 3) or (H, W, 4)")
         return np.ascontiguousarray(a[:, :, :3]), 1.0
-    where = _describe(src)
+    where = _describe(src, name)
+    if not isinstance(src, Image.Image) and _is_empty(src):
+        raise ImageError(f"{where}: the file is empty (not an image)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -127,6 +158,8 @@ def decode_image(
         raise ImageError(f"{where}: refused as a possible decompression bomb ({exc})") from exc
     except (OSError, ValueError, SyntaxError, MemoryError) as exc:
         raise ImageError(f"{where}: corrupt or truncated image ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:  # a malformed file can trip any of Pillow's plugins; bad input must never crash
+        raise ImageError(f"{where}: cannot be decoded ({type(exc).__name__}: {exc})") from exc
 
 
 def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:

@@ -155,7 +155,7 @@ def _compare_rgb(rgb: np.ndarray, ckpt_a: Checkpoint, ckpt_b: Checkpoint, detect
 
 
 def compare_photo(image: ImageSource | np.ndarray, ckpt_a: Checkpoint, ckpt_b: Checkpoint,
-                  detector: FaceDetector, max_faces: int = 100) -> list[dict]:
+                  detector: FaceDetector, max_faces: int = 100, name: str | None = None) -> list[dict]:
     """Every face in a photo classified by two models (faces are detected and aligned once).
 
     Args:
@@ -163,6 +163,7 @@ def compare_photo(image: ImageSource | np.ndarray, ckpt_a: Checkpoint, ckpt_b: C
         ckpt_a, ckpt_b: the two emotion models.
         detector: a :class:`fer_core.inference.detect.FaceDetector`.
         max_faces: at most this many faces (the largest).
+        name: how error messages name the image (default: the path or the file object's name).
 
     Returns:
         One dict per face, largest first: ``face`` (1-based), ``box`` ([x, y, w, h] in the original
@@ -173,7 +174,7 @@ def compare_photo(image: ImageSource | np.ndarray, ckpt_a: Checkpoint, ckpt_b: C
     Raises:
         fer_core.data.images.ImageError: the image cannot be decoded or is too large.
     """
-    rgb, scale = decode_image(image, max_side=DECODE_MAX_SIDE)
+    rgb, scale = decode_image(image, max_side=DECODE_MAX_SIDE, name=name)
     return rescale_records(_compare_rgb(rgb, ckpt_a, ckpt_b, detector, max_faces), 1.0 / scale)
 
 
@@ -195,15 +196,17 @@ class PhotoComparison:
 
 
 def compare_photo_annotated(data: ImageSource, ckpt_a: Checkpoint, ckpt_b: Checkpoint,
-                            detector: FaceDetector) -> PhotoComparison:
+                            detector: FaceDetector, name: str | None = None) -> PhotoComparison:
     """:func:`compare_photo` plus both annotated images, in memory; never raises on a bad image.
 
-    Returns:
-        :class:`PhotoComparison`; ``error`` says what was wrong with an unreadable image.
-    """
+    Args:
+        name: the file's name, for messages (default: the path or the file object's name).
 
+    Returns:
+        :class:`PhotoComparison`; ``error`` names the file and says what was wrong with an unreadable image.
+    """
     try:
-        rgb, scale = decode_image(data, max_side=DECODE_MAX_SIDE)
+        rgb, scale = decode_image(data, max_side=DECODE_MAX_SIDE, name=name)
     except ImageError as exc:
         return PhotoComparison(error=str(exc).replace("<", "").replace(">", ""))
     records = _compare_rgb(rgb, ckpt_a, ckpt_b, detector, max_faces=100)

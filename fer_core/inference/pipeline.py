@@ -38,13 +38,17 @@ SAMPLE_PHOTO = Path(__file__).resolve().parent.parent / "assets" / "astronaut.jp
 
 
 
-def load_face_image(src: ImageSource) -> np.ndarray:
+def load_face_image(src: ImageSource, name: str | None = None) -> np.ndarray:
     """A face image (already cropped to the face, any size or colour mode) as ``uint8 (48, 48)`` gray.
 
+    Args:
+        src: path, bytes, file object, PIL image or array.
+        name: how error messages name the image (default: the path or the file object's name).
+
     Raises:
-        fer_core.data.images.ImageError: not a readable image.
+        fer_core.data.images.ImageError: not a readable image (or an empty file); the message names it.
     """
-    return face_to_48(rgb_to_gray(load_image(src)))
+    return face_to_48(rgb_to_gray(load_image(src, name=name)))
 
 
 #: Photos are decoded with their longer side reduced towards (never below) this many pixels where the format allows
@@ -107,6 +111,7 @@ def analyze_image(
     checkpoint: Checkpoint,
     detector: FaceDetector,
     max_faces: int = 100,
+    name: str | None = None,
 ) -> list[dict]:
     """Every face in a photo with its emotion.
 
@@ -115,15 +120,17 @@ def analyze_image(
         checkpoint: the emotion model.
         detector: a :class:`fer_core.inference.detect.FaceDetector`.
         max_faces: classify at most this many faces (the largest).
+        name: how error messages name the image (default: the path or the file object's name).
 
     Returns:
         One dict per face, largest first: ``box`` ([x, y, w, h] in the original image's pixels),
         ``score`` (detector), ``landmarks`` (5x[x, y] or None) and :func:`classify_faces`'s fields.
 
     Raises:
-        fer_core.data.images.ImageError: the image cannot be decoded or is too large.
+        fer_core.data.images.ImageError: the image cannot be decoded, is empty or is too large; the
+            message names it.
     """
-    rgb, scale = decode_image(image, max_side=DECODE_MAX_SIDE)
+    rgb, scale = decode_image(image, max_side=DECODE_MAX_SIDE, name=name)
     return rescale_records(_analyze_rgb(rgb, checkpoint, detector, max_faces), 1.0 / scale)
 
 
@@ -156,15 +163,15 @@ def analyze_photo(data: ImageSource, name: str, checkpoint: Checkpoint, detector
 
     Args:
         data: the uploaded bytes (or any :data:`fer_core.data.images.ImageSource`).
-        name: file name, for messages.
+        name: file name (or path), for messages: ``error`` starts with it.
         blur: blur the faces in the annotated image.
 
     Returns:
-        :class:`PhotoResult`; ``error`` says what was wrong with an unreadable image.
+        :class:`PhotoResult`; ``error`` names the file and says what was wrong with it when it is unreadable
+        (e.g. ``"big.jpg: 120 MP is over the 64 MP limit"``, ``"empty.png: the file is empty (not an image)"``).
     """
-
     try:
-        rgb, scale = decode_image(data, max_side=DECODE_MAX_SIDE)
+        rgb, scale = decode_image(data, max_side=DECODE_MAX_SIDE, name=name)
     except ImageError as exc:
         return PhotoResult(name=name, error=str(exc).replace("<", "").replace(">", ""))
     records = _analyze_rgb(rgb, checkpoint, detector, max_faces=100)
