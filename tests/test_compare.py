@@ -171,8 +171,10 @@ def test_sweep_rows_reads_the_env_path(tmp_path, monkeypatch):
 def test_plan_budget_matches_the_accountant():
     n, b, e = 28_709, 1024, 20
     plan = plan_budget(n, b, e, 1e-5, "rdp", noise_multiplier=1.0)
-    assert plan["steps"] == 20 * 28 and plan["sample_rate"] == pytest.approx(b / n)
-    assert plan["epsilon"] == pytest.approx(epsilon_for(1.0, b / n, 560, 1e-5, "rdp"))
+    # As Opacus's Poisson loader (and so a private run) does: ceil(N / b) = 29 steps per epoch at q = 1/29
+    # (the planner used to quote q = b/N and e * floor(N / b) = 560 steps: another epsilon than the run's).
+    assert plan["steps"] == 20 * 29 and plan["sample_rate"] == pytest.approx(1 / 29)
+    assert plan["epsilon"] == pytest.approx(epsilon_for(1.0, 1 / 29, 580, 1e-5, "rdp"))
     back = plan_budget(n, b, e, 1e-5, "rdp", target_epsilon=plan["epsilon"])
     assert back["noise_multiplier"] == pytest.approx(1.0, rel=0.02)
     assert back["epsilon"] <= plan["epsilon"] * 1.01
