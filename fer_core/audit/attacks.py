@@ -1,4 +1,7 @@
-"""TODO docstring."""
+"""Membership-inference attacks and their statistics: the loss-threshold attack (Yeom et al. 2018), offline
+RMIA (Zarifzadeh et al. 2024), ROC curves, TPR at low FPR, Clopper-Pearson intervals and the empirical
+epsilon lower bound of an attack (Jagielski et al. 2020). LiRA lives in :mod:`fer_core.audit.lira`.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,102 @@
+"""LiRA (Carlini et al. 2022) and the blind baseline (Das et al. 2024): known answers, an overfit model
+caught, unseen sets at chance, a shifted audit set flagged, a same-distribution one not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import make_faces
+
+from fer_core.audit.blind import blind_baseline, image_features
+from fer_core.audit.lira import lira_scores, logit_confidence, random_halves
+from fer_core.evaluation.metrics import roc_auc
+
+
+def test_logit_confidence_is_log_odds_of_the_true_label():
+    logits = np.array([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
+    p = torch.softmax(torch.tensor(logits), 1).numpy()
+    phi = logit_confidence(logits, np.array([0, 2]))
+    assert phi == pytest.approx(np.log(p[[0, 1], [0, 2]] / (1 - p[[0, 1], [0, 2]])))
+
+
+def test_lira_gaussian_likelihood_ratio_known_answer():
+    # IN shadows see phi in {1, 3} (mean 2, var 2), OUT shadows {-1, 1} (mean 0, var 2): the log ratio
+    # -(phi - 2)^2 / 4 + phi^2 / 4 = phi - 1; offline: log Phi(phi / sqrt(2)).
+    shadow = np.array([[1.0], [3.0], [-1.0], [1.0]])
+    inside = np.array([[True], [True], [False], [False]])
+    for phi, want in [(2.0, 1.0), (1.0, 0.0), (-3.0, -4.0)]:
+        assert lira_scores(np.array([phi]), shadow, inside)[0] == pytest.approx(want)
+    assert lira_scores(np.array([0.0]), shadow, inside, online=False)[0] == pytest.approx(np.log(0.5))
+    with pytest.raises(ValueError, match="no shadow model"):
+        lira_scores(np.array([0.0]), shadow[:2], inside[:2])
+
+
+def test_random_halves_put_every_row_in_half_the_shadow_models():
+    m = random_halves(100, 8, seed=3)
+    assert m.shape == (8, 100) and (m.sum(axis=0) == 4).all()
+    with pytest.raises(ValueError, match="even"):
+        random_halves(10, 3)
+
+
+def _train_softmax(x: torch.Tensor, y: torch.Tensor, classes: int, steps: int = 300) -> torch.nn.Linear:
+    """A multinomial logistic regression trained to fit its rows (no regularisation: it memorises)."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(x.shape[1], classes).double()
+    opt = torch.optim.LBFGS(model.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return model
+
+
+def _phi(model, x, y) -> np.ndarray:
+    with torch.no_grad():
+        return logit_confidence(model(x).numpy(), y.numpy())
+
+
+def test_lira_catches_a_model_overfit_on_random_labels_and_sees_chance_on_unseen_sets():
+    rng = np.random.default_rng(0)
+    n, d, classes, k = 160, 64, 7, 16
+    x = torch.from_numpy(rng.normal(size=(n + 80, d)))
+    y = torch.from_numpy(rng.integers(0, classes, n + 80))
+    pool_x, pool_y = x[:n], y[:n]
+    inside = random_halves(n, k, seed=1)
+    shadows = np.stack([_phi(_train_softmax(pool_x[m], pool_y[m], classes), pool_x, pool_y) for m in inside])
+    # Target trained on a random half of the pool: its members must stand out.
+    members = rng.permutation(n) < n // 2
+    target = _train_softmax(pool_x[members], pool_y[members], classes)
+    auc = roc_auc(members, lira_scores(_phi(target, pool_x, pool_y), shadows, inside, fixed_variance=True))
+    assert auc > 0.9
+    # A model trained on other rows: no pool row is a member; any split of the pool is at chance.
+    unseen = _train_softmax(x[n:], y[n:], classes)
+    scores = lira_scores(_phi(unseen, pool_x, pool_y), shadows, inside, fixed_variance=True)
+    assert 0.38 < roc_auc(members, scores) < 0.62
+
+
+def test_blind_baseline_flags_a_shifted_set_and_not_a_same_distribution_one():
+    faces, _ = make_faces(800, seed=5)
+    same = blind_baseline(faces[:400], faces[400:], seed=0)
+    assert 0.42 < same.auc < 0.58 and not same.shifted
+    brighter = np.clip(faces[400:].astype(np.int16) + 12, 0, 255).astype(np.uint8)
+    shifted = blind_baseline(faces[:400], brighter, seed=0)
+    assert shifted.auc > 0.8 and shifted.shifted
+    assert shifted.auc_interval[0] <= shifted.auc <= shifted.auc_interval[1]
+    assert image_features(faces[:3]).shape == (3, 95)
+    with pytest.raises(ValueError, match="at least 10"):
+        blind_baseline(faces[:5], faces[5:20])
+
+
+@pytest.mark.realdata
+def test_blind_baseline_on_real_faces_random_halves_of_training_is_at_chance(real_data):
+    data = np.load(real_data)
+    train = np.flatnonzero(data["usage"] == "Training")
+    idx = np.random.default_rng(0).permutation(train)[:4000]
+    res = blind_baseline(data["images"][idx[:2000]], data["images"][idx[2000:]], seed=0, bootstrap=200)
+    assert 0.47 <= res.auc <= 0.53, res
