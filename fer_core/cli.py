@@ -149,7 +149,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the classifier first (~20-40 s once, then ~1.5x faster batches: long videos, "
                    "many photos)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads; 1 (the default) holds its speed when another process busies a core, "
+                   "where torch's default of one thread per core collapses; 0: torch's default")
 
 
 def _blur_target(out: str, src: str, n_inputs: int, suffix: str) -> Path:

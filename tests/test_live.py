@@ -61,6 +61,13 @@ def test_assign_tracks_keeps_ids_by_overlap():
     assert iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
 
 
+def test_the_crowd_scene_has_ten_faces_the_live_detector_finds(detector):
+    for i in (0, 30, 60):
+        assert len(detector.detect(face_scene(10, i))) == 10
+    with pytest.raises(ValueError, match="1, 3, 10 faces"):
+        face_scene(4)
+
+
 def test_detects_every_nth_frame_and_tracks_in_between(random_ckpt, detector):
     an = LiveAnalyzer(random_ckpt, detector, detect_every=3)
     frames = face_clip(3, 9)

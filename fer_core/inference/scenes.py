@@ -26,6 +26,9 @@ _SLOTS = {
     1: [(0.5, 0.48, 1.3, False, 1.0, 0.0)],
     3: [(0.17, 0.42, 0.8, False, 1.0, 0.0), (0.5, 0.56, 0.85, True, 0.85, 0.0),
         (0.83, 0.42, 0.75, False, 1.15, 10.0)],
+    # A crowd: two rows of five smaller faces, alternately mirrored, exposures and rolls varied.
+    10: [(0.1 + 0.2 * c, 0.27 + 0.46 * r, 0.42 + 0.04 * ((c + r) % 3), (c + r) % 2 == 1,
+          (0.85, 1.0, 1.15)[(c + 2 * r) % 3], (0.0, 8.0, -8.0)[(2 * c + r) % 3]) for r in range(2) for c in range(5)],
 }
 
 
@@ -46,7 +49,7 @@ def face_scene(n_faces: int, frame_index: int = 0, size: tuple[int, int] = (640,
     """One frame with ``n_faces`` real faces, moved along smooth paths by ``frame_index``.
 
     Args:
-        n_faces: 1 or 3 faces.
+        n_faces: 1, 3 or 10 faces.
         frame_index: position on the motion path (faces move up to ~1 px per frame and return to
             their start every 90 frames).
         size: ``(width, height)`` of the frame; the layout scales with it.
@@ -58,7 +61,7 @@ def face_scene(n_faces: int, frame_index: int = 0, size: tuple[int, int] = (640,
         ValueError: ``n_faces`` is not 1 or 3.
     """
     if n_faces not in _SLOTS:
-        raise ValueError(f"face_scene makes frames with {' or '.join(map(str, _SLOTS))} faces, not {n_faces}")
+        raise ValueError(f"face_scene makes frames with {', '.join(map(str, _SLOTS))} faces, not {n_faces}")
     width, height = size
     frame = _background(width, height)
     face = _portrait_face()
@@ -72,7 +75,7 @@ def face_scene(n_faces: int, frame_index: int = 0, size: tuple[int, int] = (640,
             tile = cv2.warpAffine(tile, m, (tw, th), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         if gain != 1.0:
             tile = np.clip(tile.astype(np.float32) * gain, 0, 255).astype(np.uint8)
-        phase = 2 * math.pi * (frame_index / 90 + i / 3)
+        phase = 2 * math.pi * (frame_index / 90 + i / len(_SLOTS[n_faces]))
         x = int(round(cx * width - tw / 2 + 12 * k * math.sin(phase)))
         y = int(round(cy * height - th / 2 + 10 * k * math.sin(2 * phase)))
         x0, y0 = max(0, x), max(0, y)
