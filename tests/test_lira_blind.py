@@ -33,11 +33,15 @@ def test_lira_gaussian_likelihood_ratio_known_answer():
         lira_scores(np.array([0.0]), shadow[:2], inside[:2])
 
 
-def test_random_halves_put_every_row_in_half_the_shadow_models():
-    m = random_halves(100, 8, seed=3)
-    assert m.shape == (8, 100) and (m.sum(axis=0) == 4).all()
-    with pytest.raises(ValueError, match="even"):
-        random_halves(10, 3)
+def test_random_halves_are_independent_halves():
+    m = random_halves(100, 64, seed=3)
+    assert m.shape == (64, 100) and (m.sum(axis=1) == 50).all()
+    # independent draws: how many other models hold a row does not depend on whether model 0 does
+    others = m[1:].sum(axis=0)
+    assert abs(others[m[0]].mean() - others[~m[0]].mean()) < 2.0
+    assert len({tuple(r) for r in m}) == 64
+    with pytest.raises(ValueError, match="at least 2"):
+        random_halves(10, 1)
 
 
 def _train_softmax(x: torch.Tensor, y: torch.Tensor, classes: int, steps: int = 300) -> torch.nn.Linear:
@@ -100,3 +104,34 @@ def test_blind_baseline_on_real_faces_random_halves_of_training_is_at_chance(rea
     idx = np.random.default_rng(0).permutation(train)[:4000]
     res = blind_baseline(data["images"][idx[:2000]], data["images"][idx[2000:]], seed=0, bootstrap=200)
     assert 0.47 <= res.auc <= 0.53, res
+
+
+@pytest.mark.slow
+def test_audit_twins_of_a_recipe_that_memorises_leak_and_their_split_is_not_shifted(tmp_path):
+    from conftest import TINY_RESNET, write_npz
+
+    from fer_core.audit.twins import audit_twins, train_twins
+    from fer_core.models.checkpoint import read_card
+    from fer_core.training.config import TrainConfig
+    from fer_core.training.lifecycle import main
+
+    npz = write_npz(tmp_path / "s.npz", n_train=256, n_val=64, n_test=64)
+    d = dict(np.load(npz))
+    train = d["usage"] == "Training"  # random labels: only memorising fits them
+    d["label"][train] = np.random.default_rng(1).integers(0, 7, train.sum()).astype(np.int8)
+    np.savez(npz, **d)
+    cfg = TrainConfig(out=str(tmp_path / "base"), data=str(npz), arch="resnet", model_args=TINY_RESNET, epochs=40,
+                      batch_size=32, lr=0.05, warmup_epochs=0, augment={}, ema_decay=0, label_smoothing=0,
+                      channels_last=False, progress=False, export=str(tmp_path / "ck"))
+    main(cfg)
+    card = read_card(tmp_path / "ck")
+    cfgs = train_twins(card, twins=4, out_root=tmp_path / "twins")
+    import json
+
+    twin0 = json.loads((tmp_path / "twins" / card.name / "twin0_of4_seed0" / "final_card.json").read_text())
+    assert twin0["data"]["twin"] == {"index": 0, "of": 4, "seed": 0} and twin0["data"]["train_rows_used"] == 128
+    res = audit_twins(card, cfgs, n_rows=256)
+    assert res["twins"] == 4 and res["n_rows"] == 256
+    assert res["loss"]["auc"] > 0.6 and res["lira"]["auc"] > 0.53  # the recipe memorises: members stand out
+    assert 0.35 < res["blind"].auc < 0.65 and not res["blind"].shifted  # same distribution by construction
+    assert res["loss"]["n_members"] + res["loss"]["n_nonmembers"] == 4 * 256

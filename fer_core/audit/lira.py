@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from fer_core.privacy.rows import random_halves  # noqa: F401  (re-exported: shadow-model memberships)
+
 #: Smallest standard deviation of a fitted Gaussian (avoids infinite ratios with identical shadows).
 MIN_SD = 1e-3
 
@@ -96,15 +98,3 @@ def lira_scores(target_phi: np.ndarray, shadow_phi: np.ndarray, shadow_in: np.nd
     return _log_normal_pdf(t, mu_in, sd_in) - _log_normal_pdf(t, mu_out, sd_out)
 
 
-def random_halves(n: int, k: int, seed: int = 0) -> np.ndarray:
-    """``bool (k, n)`` memberships for k shadow models: each trains on a seeded random half of n pool rows,
-    and every row is IN exactly k/2 models (k even), so every row has IN and OUT shadows (Carlini et al. 2022).
-
-    Raises:
-        ValueError: k not an even number >= 2.
-    """
-    if k < 2 or k % 2:
-        raise ValueError(f"the number of shadow models must be even and >= 2, got {k}")
-    rng = np.random.default_rng(seed)
-    order = np.argsort(rng.random((k, n)), axis=0)  # per row: a random ranking of the k models
-    return order < k // 2

@@ -32,3 +32,23 @@ def public_private_split(n: int, public_fraction: float, seed: int) -> tuple[np.
         raise PrivacyError(f"public_fraction {public_fraction} of {n} rows leaves an empty share")
     perm = np.random.default_rng(seed).permutation(n)
     return np.sort(perm[:n_public]).astype(np.int64), np.sort(perm[n_public:]).astype(np.int64)
+
+
+def random_halves(n: int, k: int, seed: int = 0) -> np.ndarray:
+    """``bool (k, n)`` memberships of k models, each trained on its own seeded random half of n rows.
+
+    The halves are drawn independently (Carlini et al. 2022, "Membership Inference Attacks From
+    First Principles"), so how many of the *other* models hold a row says nothing about whether a
+    given model holds it: leave-one-out shadow models stay unbiased (an exactly balanced design,
+    where every row is in k/2 models, would give the target's membership away through the count).
+
+    Raises:
+        ValueError: k < 2 or n < 2.
+    """
+    if k < 2 or n < 2:
+        raise ValueError(f"need at least 2 models and 2 rows, got k={k}, n={n}")
+    rng = np.random.default_rng(seed)
+    inside = np.zeros((k, n), bool)
+    for j in range(k):
+        inside[j, rng.permutation(n)[: n // 2]] = True
+    return inside

@@ -128,6 +128,12 @@ class TrainConfig:
     physical_batch_size: int = option(256, group="rows and differential privacy",
                                       help="largest batch in memory at once (Opacus BatchMemoryManager); "
                                       "--batch-size is the expected logical batch")
+    twin: int | None = option(None, group="rows and differential privacy",
+                              help="train audit twin number TWIN: a seeded random half of the rows (the other "
+                              "half are its same-distribution non-members; see fer_core.audit.twins)")
+    twins: int = option(16, group="rows and differential privacy",
+                        help="how many audit twins share the rows (every row is in half of them)")
+    twin_seed: int = option(0, group="rows and differential privacy", help="seed of the twins' halves")
     grad_sample_mode: str = option("hooks", group="rows and differential privacy", choices=GRAD_SAMPLE_MODES,
                                    help="Opacus per-sample gradient mode")
 

@@ -133,7 +133,8 @@ def _cached_features(cfg: TrainConfig, model_args: dict, sha256: str, prefix: nn
         st = (resolve(cfg.init_from) / WEIGHTS_FILE).stat()
         weights = [str(resolve(cfg.init_from).resolve()), st.st_size, st.st_mtime_ns]
     key = json.dumps([cfg.arch, model_args, cfg.trainable, weights, sha256, cfg.dp_method, cfg.train_split,
-                      cfg.val_split, cfg.public_fraction, cfg.public_seed, cfg.limit_train, len(train_x)])
+                      cfg.val_split, cfg.public_fraction, cfg.public_seed, cfg.limit_train, cfg.twin, cfg.twins,
+                      cfg.twin_seed, len(train_x)])
     if key not in _FEATURE_CACHE:
         _FEATURE_CACHE.clear()  # one set at a time (about 1.5 GB for FER2013's scattering)
         _FEATURE_CACHE[key] = (precompute(prefix, train_x), precompute(prefix, val_x))

@@ -14,51 +14,88 @@ import numpy as np
 from fer_core import LABEL_SETS
 from fer_core.data.datasets import FERDataset, load_dataset
 from fer_core.data.ferplus import with_label_set
-from fer_core.privacy.rows import public_private_split
+from fer_core.privacy.rows import public_private_split, random_halves
 from fer_core.training.config import TrainConfig
+
+
+def twin_membership(rows: int, twins: int, seed: int) -> np.ndarray:
+    """``bool (twins, rows)``: which of a model's training rows each audit twin trains on.
+
+    Every twin trains on its own seeded random half (:func:`fer_core.privacy.rows.random_halves`,
+    Carlini et al. 2022), so each twin's non-members are the same distribution as its members, and
+    with enough twins every row has IN and OUT shadows among the others.
+
+    Raises:
+        ValueError: fewer than 2 twins.
+    """
+    return random_halves(rows, twins, seed)
+
+
+def train_row_indices(cfg: TrainConfig, ds: FERDataset, which: str | None = None) -> tuple[np.ndarray, dict]:
+    """Dataset row indices of the rows a run trains on, and their description for the model card.
+
+    ``which`` is ``"all"``, ``"public"`` (two-stage stage 1) or ``"private"`` (two-stage stage 2,
+    the rest); None takes ``cfg.train_rows``. The public and private shares use
+    :func:`fer_core.privacy.rows.public_private_split` with ``public_fraction`` and ``public_seed``,
+    so the two shares are disjoint. ``limit_train`` then keeps the first N rows. An audit twin
+    (``cfg.twin`` set) keeps its half of those rows (:func:`twin_membership`).
+
+    Returns:
+        ``(int64 (n,) indices into ds, rows)``; ``rows`` holds ``train_rows``, ``public_fraction``,
+        ``public_seed``, ``public_rows``, ``private_rows``, ``twin`` and ``description`` as they apply.
+
+    Raises:
+        ValueError: an unknown ``train_rows``, or a twin index outside ``0..twins-1``.
+    """
+    idx = ds.indices(cfg.train_split)
+    which = which or cfg.train_rows
+    if which not in ("all", "public", "private"):
+        raise ValueError(f"unknown train_rows {which!r}; choose 'all' or 'public'")
+    rows: dict = {"train_rows": which}
+    desc = f"{Path(ds.source).name} {cfg.train_split}"
+    if which == "all":
+        rows["description"] = f"{desc}, all {len(idx):,} rows"
+    else:
+        public, private = public_private_split(len(idx), cfg.public_fraction, cfg.public_seed)
+        share = public if which == "public" else private
+        rows.update(public_fraction=cfg.public_fraction, public_seed=cfg.public_seed, public_rows=len(public),
+                    private_rows=len(private),
+                    description=f"{desc}, {'the public' if which == 'public' else 'all but the public'} share "
+                    f"({cfg.public_fraction:.0%} of rows, seed {cfg.public_seed}): {len(share):,} rows")
+        idx = idx[share]
+    if cfg.limit_train:
+        idx = idx[: cfg.limit_train]
+        rows["description"] += f", first {len(idx):,} used"
+    if cfg.twin is not None:
+        if not 0 <= cfg.twin < cfg.twins:
+            raise ValueError(f"twin {cfg.twin} is not one of 0..{cfg.twins - 1} (--twins {cfg.twins})")
+        idx = idx[twin_membership(len(idx), cfg.twins, cfg.twin_seed)[cfg.twin]]
+        rows["twin"] = {"index": cfg.twin, "of": cfg.twins, "seed": cfg.twin_seed}
+        rows["description"] += (f"; audit twin {cfg.twin} of {cfg.twins} (seed {cfg.twin_seed}): a random half, "
+                                f"{len(idx):,} rows")
+    return idx, rows
 
 
 def select_train_rows(cfg: TrainConfig, ds: FERDataset, which: str | None = None
                       ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """The training rows a run uses: all of ``cfg.train_split``, or its public or private share.
-
-    ``which`` is ``"all"``, ``"public"`` (two-stage stage 1) or ``"private"`` (two-stage stage 2,
-    the rest); None takes ``cfg.train_rows``. The public and private shares use :func:`fer_core.privacy.rows.public_private_split` with ``public_fraction`` and
-    ``public_seed``, so the two shares are disjoint. ``limit_train`` then keeps the first N rows.
+    """The training rows a run uses (:func:`train_row_indices`) with their targets.
 
     Returns:
         ``(images uint8 (n, 48, 48), targets, rows)``; ``targets`` are ``int64 (n,)`` class ids, or
         ``float32 (n, K)`` label distributions with ``target="distribution"``; ``rows`` describes the
-        choice for the model card (``train_rows``, ``public_fraction``, ``public_seed``, ``description``).
+        choice for the model card.
 
     Raises:
         ValueError: an unknown ``train_rows`` or ``target``, or fewer rows than one batch.
         fer_core.data.datasets.DatasetError: ``target="distribution"`` on data without label distributions.
     """
-
-    images, labels = ds.split(cfg.train_split)
-    if cfg.target == "distribution":
-        labels = ds.soft_split(cfg.train_split)
-    elif cfg.target != "majority":
+    if cfg.target not in ("majority", "distribution"):
         raise ValueError(f"unknown target {cfg.target!r}; choose 'majority' or 'distribution'")
-    which = which or cfg.train_rows
-    if which not in ("all", "public", "private"):
-        raise ValueError(f"unknown train_rows {which!r}; choose 'all' or 'public'")
-    rows = {"train_rows": which}
-    desc = f"{Path(ds.source).name} {cfg.train_split}"
-    if which == "all":
-        rows["description"] = f"{desc}, all {len(labels):,} rows"
-    else:
-        public, private = public_private_split(len(labels), cfg.public_fraction, cfg.public_seed)
-        idx = public if which == "public" else private
-        images, labels = images[idx], labels[idx]
-        rows.update(public_fraction=cfg.public_fraction, public_seed=cfg.public_seed, public_rows=len(public),
-                    private_rows=len(private),
-                    description=f"{desc}, {'the public' if which == 'public' else 'all but the public'} share "
-                    f"({cfg.public_fraction:.0%} of rows, seed {cfg.public_seed}): {len(idx):,} rows")
-    if cfg.limit_train:
-        images, labels = images[: cfg.limit_train], labels[: cfg.limit_train]
-        rows["description"] += f", first {len(labels):,} used"
+    if cfg.target == "distribution" and ds.soft_labels is None:
+        ds.soft_split(cfg.train_split)  # raises the DatasetError that says what to do
+    idx, rows = train_row_indices(cfg, ds, which)
+    images = ds.images[idx]
+    labels = ds.soft_labels[idx] if cfg.target == "distribution" else ds.labels[idx].astype(np.int64)
     if len(labels) < cfg.batch_size:
         raise ValueError(f"{len(labels)} training rows are fewer than one batch ({cfg.batch_size})")
     return images, labels, rows

@@ -1,0 +1,152 @@
+"""Audit twins: audit a training *recipe* on members and non-members of one distribution.
+
+Auditing a shipped model against rows it never saw compares ``Training`` with the test splits, and
+an attack can then tell the splits apart rather than the model's members (Das, Zhang & Tramer 2024).
+A twin is trained with the shipped model's recipe (its card's config) on a seeded random half of the
+model's own training rows: its non-members are the other half, the same distribution by construction,
+so the :mod:`blind baseline <fer_core.audit.blind>` is at chance and what an attack finds is leakage.
+
+Each of K twins trains on its own seeded random half of the rows
+(:func:`fer_core.training.rows.twin_membership`). Each twin is audited in turn as the target, the
+other K - 1 as its shadow models: LiRA online (Carlini et al. 2022; rows with no IN or no OUT shadow
+among the others are left out for that target) and the loss attack (Yeom et al. 2018); scores of all
+targets are pooled into one ROC, as in the LiRA paper. Twins are cached under
+``runs/twins/<model>/``; they are never shipped, their audit results are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from fer_core.audit.attacks import attack_metrics, loss_scores
+from fer_core.audit.blind import blind_baseline
+from fer_core.audit.lira import lira_scores, logit_confidence
+from fer_core.data.datasets import FERDataset
+from fer_core.data.preprocess import to_model_input
+from fer_core.models.architectures import build_model, model_arguments, split_for_finetune
+from fer_core.models.checkpoint import ModelCard
+from fer_core.training.config import TrainConfig
+from fer_core.training.lifecycle import main as train
+from fer_core.training.lifecycle import strategy_for
+from fer_core.training.rows import class_names, load_data, train_row_indices, twin_membership
+from fer_core.training.validation import BEST_FILE
+
+TWINS_DIR = Path("runs/twins")
+
+
+def twin_config(card: ModelCard, twin: int, twins: int, seed: int = 0, out_root: Path = TWINS_DIR,
+                data: str | None = None, **overrides) -> TrainConfig:
+    """The config of audit twin ``twin`` of ``twins``: the card's training config on the twin's half.
+
+    Args:
+        card: the audited model's card (its ``config`` is the recipe).
+        overrides: fields to change on top (e.g. ``epochs`` for a cheaper twin; recorded in the results).
+
+    Raises:
+        ValueError: a card without a training config.
+    """
+    if "config" not in card:
+        raise ValueError(f"{card.name}'s card has no training config: it cannot be twinned")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    recipe = {k: v for k, v in card["config"].items() if k in known}
+    recipe.update(out=str(Path(out_root) / card.name / f"twin{twin}_of{twins}_seed{seed}"), export=None,
+                  name=f"{card.name}_twin{twin}", twin=twin, twins=twins, twin_seed=seed, progress=False,
+                  stop_after=None, **({"data": data} if data else {}), **overrides)
+    return TrainConfig(**recipe)
+
+
+def train_twins(card: ModelCard, twins: int = 16, seed: int = 0, out_root: Path = TWINS_DIR,
+                data: str | None = None, only: list[int] | None = None, **overrides) -> list[TrainConfig]:
+    """Train (or resume, or read back) the twins of a model; returns their configs in order.
+
+    ``only`` trains a subset (e.g. the first two for an expensive recipe); the rest are left alone.
+    """
+    cfgs = [twin_config(card, k, twins, seed, out_root, data, **overrides) for k in range(twins)]
+    for k in only if only is not None else range(twins):
+        res = train(cfgs[k], command=f"fer_core.audit.twins.train_twins({card.name!r}, twin={k})")
+        if not res["finished"]:
+            raise RuntimeError(f"twin {k} of {card.name} stopped early; run again to resume")
+    return cfgs
+
+
+def _load_twin(cfg: TrainConfig, model_args: dict) -> torch.nn.Module:
+    model = build_model(cfg.arch, **model_args)
+    model.load_state_dict(load_file(str(Path(cfg.out) / BEST_FILE)))
+    return model.eval()
+
+
+@torch.no_grad()
+def twin_logits(cfgs: list[TrainConfig], images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """``float64 (K, N, C)`` logits of each twin on ``images`` (``uint8 (N, 48, 48)``).
+
+    Private twins whose frozen prefix holds the same weights in every twin (ScatterNet's scattering,
+    a public backbone, a two-stage trunk) share one pass through it; only the tails differ.
+    """
+    cfg0 = cfgs[0]
+    model_args = model_arguments(cfg0.arch, **{"num_classes": len(class_names(cfg0)), **cfg0.model_args})
+    models = [_load_twin(c, model_args) for c in cfgs]
+    trainable = cfg0.trainable if strategy_for(cfg0).private else "all"
+    parts = [split_for_finetune(m, trainable) for m in models]
+    prefix_states = [{k: v for k, v in p.state_dict().items()} for p, _ in parts]
+    shared = all(set(s) == set(prefix_states[0]) and all(torch.equal(s[k], prefix_states[0][k]) for k in s)
+                 for s in prefix_states[1:])
+    out = np.empty((len(models), len(images), len(class_names(cfg0))))
+    for i in range(0, len(images), batch_size):
+        x = to_model_input(images[i: i + batch_size])  # (B, 1, 48, 48)
+        if shared and trainable != "all":
+            feats = parts[0][0](x)  # (B, ...) one pass through the common frozen prefix
+            out[:, i: i + len(x)] = np.stack([tail(feats).double().numpy() for _, tail in parts])
+        else:
+            out[:, i: i + len(x)] = np.stack([m(x).double().numpy() for m in models])
+    return out
+
+
+def audit_twins(card: ModelCard, cfgs: list[TrainConfig], n_rows: int = 4000, seed: int = 0,
+                ds: FERDataset | None = None) -> dict:
+    """Audit a recipe through its twins: each twin the target once, the others its shadows.
+
+    Args:
+        card: the audited model's card. cfgs: every twin's config (:func:`train_twins`), all trained.
+        n_rows: audited rows, a seeded sample of the model's training rows (every twin has about
+            half of them as members).
+        ds: the dataset (default: the twins' data with their label set).
+
+    Returns:
+        ``{"model", "twins", "n_rows", "blind": BlindResult of twin 0's members vs non-members,
+        "loss": attack_metrics, "lira": attack_metrics (online, fixed variance; pooled over targets),
+        "claimed_epsilon", "delta"}``.
+    """
+    cfg0 = cfgs[0]
+    ds = ds or load_data(cfg0)
+    pool, _ = train_row_indices(dataclasses.replace(cfg0, twin=None), ds, strategy_for(cfg0).rows(cfg0))
+    membership = twin_membership(len(pool), cfg0.twins, cfg0.twin_seed)  # (K, n_pool), as the twins trained
+    pick = np.sort(np.random.default_rng(seed).permutation(len(pool))[: min(n_rows, len(pool))])
+    rows, inside = pool[pick], membership[:, pick]  # (n,), (K, n)
+    labels = ds.labels[rows].astype(np.int64)
+    logits = twin_logits(cfgs, ds.images[rows])  # (K, n, C)
+    phi = np.stack([logit_confidence(z, labels) for z in logits])  # (K, n)
+    p_true = np.exp(-np.logaddexp(0.0, -phi))  # sigmoid(phi) = p of the true label
+    k = len(cfgs)
+    lira, lira_member, loss, member = [], [], [], []
+    for t in range(k):
+        others = [j for j in range(k) if j != t]
+        n_in = inside[others].sum(axis=0)
+        ok = (n_in > 0) & (n_in < k - 1)  # LiRA online needs IN and OUT shadows
+        lira.append(lira_scores(phi[t, ok], phi[others][:, ok], inside[others][:, ok], online=True,
+                                fixed_variance=True))
+        lira_member.append(inside[t, ok])
+        loss.append(loss_scores(p_true[t]))
+        member.append(inside[t])
+    delta = card.delta or 1e-5
+    return {
+        "model": card.name, "twins": k, "n_rows": len(rows),
+        "blind": blind_baseline(ds.images[rows[inside[0]]], ds.images[rows[~inside[0]]], seed=seed),
+        "loss": attack_metrics(np.concatenate(member), np.concatenate(loss), delta=delta, seed=seed),
+        "lira": attack_metrics(np.concatenate(lira_member), np.concatenate(lira), delta=delta, seed=seed),
+        "claimed_epsilon": card.epsilon, "delta": card.delta,
+    }
