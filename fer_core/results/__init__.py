@@ -101,6 +101,8 @@ from fer_core.results.views import (
     expected_accuracy_rows,
     live_comparison_rows,
     live_speed_points,
+    recall_comparison,
+    split_faces,
     training_faces,
 )
 
@@ -174,10 +176,12 @@ __all__ = [
     "read_speed",
     "read_sweep",
     "readme_section",
+    "recall_comparison",
     "render_results",
     "run_name",
     "run_sweep",
     "speed_path",
+    "split_faces",
     "summary_rows",
     "sweep_path",
     "sweep_row",

@@ -72,16 +72,31 @@ def live_comparison_rows(rows: Iterable[dict], live_results: Iterable[dict]) -> 
 # --- Privacy -------------------------------------------------------------------------------------------------------
 
 
-def training_faces(card: dict | None) -> int | None:
-    """How many rows a model card says its training split has (``data.rows[train_split]``, else
-    ``data.train_rows_used``); None without a card or a count."""
+def split_faces(card: dict | None, split: str | None = None) -> int | None:
+    """How many rows a model card says a split of its data has (``data.rows[split]``; ``split`` None: its
+    training split, else ``data.train_rows_used``); None without a card or a count."""
     if card is None:
         return None
     data = as_card(card).get("data") or {}
-    n = finite_or_none((data.get("rows") or {}).get(data.get("train_split", "Training")))
-    if n is None:
+    n = finite_or_none((data.get("rows") or {}).get(split or data.get("train_split", "Training")))
+    if n is None and split is None:
         n = finite_or_none(data.get("train_rows_used"))
     return None if n is None else int(n)
+
+
+def training_faces(card: dict | None) -> int | None:
+    """:func:`split_faces` of the card's training split."""
+    return split_faces(card)
+
+
+def recall_comparison(recall_a: dict, recall_b: dict) -> dict[str, dict]:
+    """``{"A recall": {...}, "B recall": {...}, "B − A": {...}}`` per class of two recall dicts (the Compare
+    page's table; a class missing from one side counts as None there and in the difference)."""
+    classes = list(dict.fromkeys([*recall_a, *recall_b]))
+    diff = {c: None if recall_a.get(c) is None or recall_b.get(c) is None else recall_b[c] - recall_a[c]
+            for c in classes}
+    return {"A recall": {c: recall_a.get(c) for c in classes}, "B recall": {c: recall_b.get(c) for c in classes},
+            "B − A": diff}
 
 
 def class_sizes(dataset, split: str = "Training") -> list[dict]:
