@@ -23,7 +23,10 @@ FERPLUS_EMOTIONS: tuple[str, ...] = ("neutral", "happy", "surprise", "sad", "ang
 #: Label sets a model can be trained on: name -> class names (index = class id).
 LABEL_SETS: dict[str, tuple[str, ...]] = {"fer2013": EMOTIONS, "ferplus": FERPLUS_EMOTIONS}
 
+#: Display titles of the label sets (README, Models page, model picker); with the class count: ``FER+ (8)``.
+LABEL_SET_TITLES: dict[str, str] = {"fer2013": "FER2013", "ferplus": "FER+"}
+
 #: Emotions the product calls out as negative.
 NEGATIVE_EMOTIONS: frozenset[str] = frozenset({"angry", "disgust", "fear", "sad", "contempt"})
 
-__all__ = ["EMOTIONS", "FERPLUS_EMOTIONS", "LABEL_SETS", "NEGATIVE_EMOTIONS", "__version__"]
+__all__ = ["EMOTIONS", "FERPLUS_EMOTIONS", "LABEL_SETS", "LABEL_SET_TITLES", "NEGATIVE_EMOTIONS", "__version__"]

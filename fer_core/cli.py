@@ -29,9 +29,9 @@ from fer_core.models.checkpoint import CHECKPOINT_DIR, CheckpointError, list_che
 from fer_core.models.predict import classify_faces, compiled
 from fer_core.privacy.accounting import DP_METHODS
 from fer_core.results.architectures import compare_architectures
-from fer_core.results.files import SWEEP_RESULTS
-from fer_core.results.report import ARCH_RESULTS, README, update_readme
-from fer_core.results.speed import SPEED_RESULTS, describe_machine, machine_info, measure_models, write_speed
+from fer_core.results.files import ARCH_RESULTS, SPEED_RESULTS, SWEEP_RESULTS, write_speed
+from fer_core.results.report import README, update_readme
+from fer_core.results.speed import describe_machine, machine_info, measure_models
 from fer_core.results.sweep import EPSILONS, RECIPES, run_sweep
 from fer_core.training.config import TrainConfig, add_config_arguments, config_from_arguments
 from fer_core.training.distributed import launched_rank

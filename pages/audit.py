@@ -4,9 +4,19 @@ import pandas as pd
 import streamlit as st
 
 from fer_core.app.plots import audit_roc_figure
-from fer_core.app.support import audit_path, audit_results
+from fer_core.audit.verdict import (
+    ATTACK_NAMES,
+    attack_order,
+    audit_sample_text,
+    audit_table_rows,
+    audit_verdict,
+    roc_curves,
+    usable_audit_rows,
+)
+from fer_core.results.files import audit_path, audit_results
 
-ATTACK_NAMES = {"rmia": "RMIA (reference models)", "loss": "Loss threshold"}
+#: How each verdict kind is shown.
+SHOW = {"exceeds": st.error, "consistent": st.success, "unchecked": st.warning, "no promise": st.markdown}
 
 st.title("Privacy audit")
 st.markdown(
@@ -25,33 +35,27 @@ protect against.
 """
 )
 
-
-def _valid(r: dict) -> bool:
-    return bool(r.get("model")) and bool(r.get("attack")) and r.get("auc") is not None
-
-
 raw_rows, rocs = audit_results()
 if not raw_rows:
     st.info(f"No audit results yet (looked for `{audit_path()}`). Produce them with `python -m fer_core audit`: "
             "it attacks every checkpoint and writes that CSV and the ROC points beside it.")
     st.stop()
 
-rows = [r for r in raw_rows if _valid(r)]
+rows = usable_audit_rows(raw_rows)
 if len(rows) < len(raw_rows):
     st.warning(f"Skipped {len(raw_rows) - len(rows)} malformed row(s) of `{audit_path()}` "
                "(no model, attack or AUC).")
 if not rows:
     st.stop()
 
-attacks = sorted({r["attack"] for r in rows}, key=lambda a: (a != "rmia", a != "loss", a))
+attacks = attack_order(rows)
 attack = st.selectbox("Attack", attacks, index=0, key="audit_attack",
                       format_func=lambda a: ATTACK_NAMES.get(a, a),
                       help="RMIA (Zarifzadeh et al. 2024) compares the model with reference models trained without "
                            "the face; the loss threshold (Yeom et al. 2018) only looks at how well the model fits it.")
 shown = [r for r in rows if r["attack"] == attack]
-models = list(dict.fromkeys(r["model"] for r in shown))
 
-curves = {m: rocs[m] for m in models if m in rocs and attack in rocs[m]}
+curves = roc_curves(rocs, shown, attack)
 if curves:
     st.plotly_chart(audit_roc_figure(curves, attack, f"ROC of the {ATTACK_NAMES.get(attack, attack)} attack"),
                     key="audit_roc")
@@ -60,45 +64,17 @@ if curves:
 else:
     st.caption("No ROC points for this attack (`audit_roc.json` beside the CSV is missing or lacks them).")
 
-
-def _fmt(v, spec: str, none: str = "—") -> str:
-    return none if v is None else format(v, spec)
-
-
-table = pd.DataFrame([{
-    "model": r["model"],
-    "private": r["private"],
-    "method": r.get("method") or "—",
-    "claimed ε": _fmt(r["claimed_epsilon"], "g", "— (no promise)" if not r["private"] else "unknown"),
-    "attack": r["attack"],
-    "AUC": r["auc"],
-    "TPR@1% FPR": r["tpr_at_1pct_fpr"],
-    "TPR@0.1% FPR": r["tpr_at_0.1pct_fpr"],
-    "balanced accuracy": r["balanced_accuracy"],
-    "empirical ε lower bound": _fmt(r["epsilon_lower_bound"], ".2f"),
-} for r in shown])
+table = pd.DataFrame(audit_table_rows(shown))
 st.dataframe(table, hide_index=True, width="stretch", column_config={
     "AUC": st.column_config.NumberColumn(format="%.3f"),
     "TPR@1% FPR": st.column_config.NumberColumn(format="%.4f"),
     "TPR@0.1% FPR": st.column_config.NumberColumn(format="%.4f"),
     "balanced accuracy": st.column_config.NumberColumn(format="%.3f"),
 })
-n = next((r for r in shown if r.get("n_members")), None)
-if n is not None:
-    refs = f", {n['references']:.0f} reference models" if attack == "rmia" and n.get("references") else ""
-    st.caption(f"{n['n_members']:.0f} members and {_fmt(n.get('n_nonmembers'), '.0f')} non-members per model{refs}. "
-               "The ε bound uses a threshold chosen on one half of them and measured on the other half.")
+sample = audit_sample_text(shown, attack)
+if sample is not None:
+    st.caption(f"{sample}. The ε bound uses a threshold chosen on one half of them and measured on the other half.")
 
 st.subheader("Measured against the promise")
-for r in shown:
-    label = f"**{r['model']}**"
-    lb, claimed = r["epsilon_lower_bound"], r["claimed_epsilon"]
-    if not r["private"]:
-        st.markdown(f"{label} is not private: measured ε ≥ {_fmt(lb, '.2f', '?')}, with no promise to check.")
-    elif lb is None or claimed is None:
-        st.warning(f"{label}: the measured or the claimed ε is missing, so the promise cannot be checked.")
-    elif lb > claimed:
-        st.error(f"{label}: measured ε ≥ {lb:.2f} vs claimed ε = {claimed:g}: exceeds the claim! "
-                 "The training leaks more than its privacy guarantee allows (or the guarantee was mis-accounted).")
-    else:
-        st.success(f"{label}: measured ε ≥ {lb:.2f} vs claimed ε = {claimed:g}: consistent")
+for verdict in map(audit_verdict, shown):
+    SHOW[verdict.kind](verdict.text)

@@ -4,19 +4,13 @@ import pandas as pd
 import streamlit as st
 
 from fer_core.app.plots import benchmark_scatter_figure
-from fer_core.app.support import (
-    LIVE_BENCH_MAX_S,
-    BenchmarkBusy,
-    audit_path,
-    audit_results,
-    available_checkpoints,
-    live_benchmark,
-)
-from fer_core.results.speed import describe_machine, machine_info, read_speed, speed_path
+from fer_core.app.support import LIVE_BENCH_MAX_S, BenchmarkBusy, available_checkpoints, live_benchmark
+from fer_core.results.files import audit_path, audit_results, read_speed, speed_path
+from fer_core.results.speed import describe_machine, machine_info, measured_on
 from fer_core.results.tables import BENCHMARK_COLUMNS, FIGURE_COLUMNS, benchmark_rows
+from fer_core.results.views import LIVE, benchmark_filter, live_comparison_rows, live_speed_points
 
 ACC = "PrivateTest accuracy"
-LIVE = "measured here (live)"
 
 st.title("Benchmarks")
 st.markdown(
@@ -37,7 +31,6 @@ if not cards:
 
 speed = read_speed()
 rows = benchmark_rows(cards.values(), audit_results()[0], speed)
-path_of = {c.get("name"): p for p, c in cards.items()}
 
 c1, c2, c3, c4 = st.columns(4)
 privacy = c1.multiselect("Privacy", ["private", "not private"], default=["private", "not private"],
@@ -46,11 +39,8 @@ archs = sorted({str(r["arch"]) for r in rows})
 arch = c2.multiselect("Architecture", archs, default=archs, key="bench_arch")
 label_sets = sorted({r["label set"] for r in rows})
 labels = c3.multiselect("Label set", label_sets, default=label_sets, key="bench_labels")
-query = c4.text_input("Search", key="bench_search", placeholder="model, method or training data").strip().lower()
-shown = [r for r in rows
-         if ("private" if r["private"] else "not private") in privacy and str(r["arch"]) in arch
-         and r["label set"] in labels
-         and (not query or any(query in str(r[k]).lower() for k in ("model", "method", "training data", "privacy")))]
+query = c4.text_input("Search", key="bench_search", placeholder="model, method or training data")
+shown = benchmark_filter(rows, privacy, arch, labels, query)
 
 if not shown:
     st.info("No model matches the filters.")
@@ -69,8 +59,8 @@ else:
         "faces/s batch 64": st.column_config.NumberColumn(format="%.0f"),
         "photo ms": st.column_config.NumberColumn(format="%.1f"),
     })
-machines = sorted({(describe_machine(r), r["measured"][:10], r["command"]) for r in speed})
-speed_note = "; ".join(f"{m} on {d} (`{c}`)" for m, d, c in machines) or "none yet (`python -m fer_core bench --write`)"
+speed_note = ("; ".join(f"{m} on {d} (`{c}`)" for m, d, c in measured_on(speed))
+              or "none yet (`python -m fer_core bench --write`)")
 st.caption(f"Read from each model card (`checkpoints/<model>/model.json`), the audit (`{audit_path()}`) and the "
            f"committed speed figures (`{speed_path()}`). Speed measured on: {speed_note}. Faces/s: the "
            "classifier on aligned 48×48 faces; photo ms: a 1 MP photo with one face, end to end (decode, "
@@ -83,13 +73,7 @@ left.plotly_chart(benchmark_scatter_figure(
     title="Accuracy against privacy"), key="bench_eps")
 left.caption("Dashed lines: models without a privacy guarantee (no ε).")
 axis = right.selectbox("Speed figure", list(FIGURE_COLUMNS.values()), key="bench_speed_axis")
-points = list(shown)
-if live:
-    acc_of = {r["model"]: r[ACC] for r in rows}
-    names = {r["model"] for r in shown}
-    points += [{"model": r["model"], "method": LIVE, ACC: acc_of.get(r["model"]),
-                axis: r[next(k for k, v in FIGURE_COLUMNS.items() if v == axis)]}
-               for r in live["results"] if r["model"] in names]
+points = live_speed_points(rows, shown, live["results"] if live else [], axis)
 right.plotly_chart(benchmark_scatter_figure(
     points, axis, ACC, log_x=True, x_title=f"{axis} (log scale)", symbols={LIVE: "circle-open"},
     title="Accuracy against speed"), key="bench_speed")
@@ -123,14 +107,7 @@ if live:
     st.subheader("Live figures beside the committed ones")
     st.markdown(f"Measured here on **{describe_machine(live['machine'])}**, {live['results'][0]['budget_s']:g} s "
                 "per model.")
-    committed = {r["model"]: r for r in rows}
-    table = []
-    for r in live["results"]:
-        row = {"model": r["model"]}
-        for key, col in FIGURE_COLUMNS.items():
-            row[f"{col} (committed)"] = committed.get(r["model"], {}).get(col)
-            row[f"{col} (here)"] = r[key]
-        table.append(row)
+    table = live_comparison_rows(rows, live["results"])
     st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", column_config={
         c: st.column_config.NumberColumn(format="%.1f" if c.startswith("photo") else "%.0f")
         for c in table[0] if c != "model"})

@@ -6,6 +6,7 @@ import streamlit as st
 from fer_core.app.plots import confusion_matrix_figure, paired_probabilities_figure, recall_comparison_figure
 from fer_core.app.support import (
     available_checkpoints,
+    baseline_card,
     cached_checkpoint,
     cached_detector,
     checkpoint_label,
@@ -15,6 +16,7 @@ from fer_core.app.support import (
 from fer_core.data.datasets import DatasetError
 from fer_core.evaluation.compare import compare_photo_annotated, photo_table
 from fer_core.inference.pipeline import SAMPLE_PHOTO
+from fer_core.results.views import recall_comparison, split_faces
 
 st.title("Compare")
 st.caption("Two models on the same faces: what does privacy cost, and where do the models disagree?")
@@ -30,7 +32,7 @@ path_a = c1.selectbox("Model A", paths, index=paths.index(default_a), key="compa
                       format_func=lambda p: checkpoint_label(cards[p]))
 path_b = c2.selectbox("Model B", paths, index=paths.index(default_b), key="compare_b",
                       format_func=lambda p: checkpoint_label(cards[p]))
-name_a, name_b = f"A: {cards[path_a].get('name', 'A')}", f"B: {cards[path_b].get('name', 'B')}"
+name_a, name_b = f"A: {cards[path_a].name}", f"B: {cards[path_b].name}"
 if path_a == path_b:
     st.info("Model A and model B are the same checkpoint; choose another one to compare.")
 ckpt_a, ckpt_b = cached_checkpoint(path_a), cached_checkpoint(path_b)
@@ -63,8 +65,9 @@ else:
                             key=f"probs_{r['face']}")
 
 st.header("On the test set")
-st.markdown("Both models on FER2013's **PrivateTest** split (3,589 faces); this takes 10–20 s on a CPU the "
-            "first time, then the result is cached.")
+n_test = split_faces(baseline_card(cards), "PrivateTest")
+st.markdown(f"Both models on FER2013's **PrivateTest** split{f' ({n_test:,} faces)' if n_test else ''}; this takes "
+            "10–20 s on a CPU the first time, then the result is cached.")
 if st.button("Compare on PrivateTest", type="primary"):
     st.session_state["compare_split_pair"] = (path_a, path_b)
 if st.session_state.get("compare_split_pair") == (path_a, path_b):
@@ -92,8 +95,7 @@ if st.session_state.get("compare_split_pair") == (path_a, path_b):
     right.plotly_chart(confusion_matrix_figure(b["confusion_matrix"], b["classes"], name_b), key="cm_b")
     st.subheader("Recall per emotion")
     st.plotly_chart(recall_comparison_figure(a["recall"], b["recall"], name_a, name_b), key="recall")
-    st.dataframe(pd.DataFrame({"A recall": a["recall"], "B recall": b["recall"]}).assign(
-        **{"B − A": lambda d: d["B recall"] - d["A recall"]}), width="stretch")
+    st.dataframe(pd.DataFrame(recall_comparison(a["recall"], b["recall"])), width="stretch")
     st.subheader("Where they disagree")
     if not cmp["disagreements"]:
         st.success("The two models agree on every face.")

@@ -13,13 +13,12 @@ if not cards:
     st.info("No checkpoint found in `checkpoints/`.")
     st.stop()
 
-st.dataframe(pd.DataFrame(summary_rows(cards.values())), hide_index=True, use_container_width=True)
+st.dataframe(pd.DataFrame(summary_rows(cards.values())), hide_index=True, width="stretch")
 
 path = st.session_state.get("checkpoint") or next(iter(cards))
 card = cards.get(path) or next(iter(cards.values()))
-st.subheader(f"`{card['name']}`")
-metrics = card.get("metrics", {})
-test = metrics.get("PrivateTest")
+st.subheader(f"`{card.name}`")
+test = card.metrics("PrivateTest")
 if test:
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("PrivateTest accuracy", f"{100 * test['accuracy']:.2f}%")
@@ -28,11 +27,11 @@ if test:
     c4.metric("ECE", f"{100 * test['ece']:.2f}%")
     st.plotly_chart(
         confusion_matrix_figure(test["confusion_matrix"], test["classes"], "PrivateTest confusion matrix"),
-        use_container_width=True,
+        width="stretch",
     )
-    st.dataframe(pd.DataFrame(test["per_class"]).T, use_container_width=True)
+    st.dataframe(pd.DataFrame(test["per_class"]).T, width="stretch")
 hist = history_rows(card)
 if hist:
-    st.plotly_chart(history_figure(hist, "Training curves"), use_container_width=True)
+    st.plotly_chart(history_figure(hist, "Training curves"), width="stretch")
 with st.expander("Full model card (JSON)"):
     st.json(card)

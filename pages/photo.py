@@ -41,7 +41,7 @@ for res in results:
         st.error(f"This file could not be analysed: {res.error}")
         continue
     if not res.records:
-        st.image(res.annotated, use_container_width=True)
+        st.image(res.annotated, width="stretch")
         st.info("No face found in this image. Try a photo where faces are larger or turned to the camera.")
         continue
     if res.negative_faces:
@@ -50,8 +50,8 @@ for res in results:
     else:
         st.success(f"{len(res.records)} face(s), no negative emotion detected.")
     left, right = st.columns([3, 2])
-    left.image(res.annotated, use_container_width=True)
-    right.plotly_chart(probabilities_figure(res.records), use_container_width=True)
+    left.image(res.annotated, width="stretch")
+    right.plotly_chart(probabilities_figure(res.records), width="stretch")
     right.dataframe(pd.DataFrame(records_to_rows([res]))[["face", "label", "confidence", "negative"]],
                     hide_index=True)
     if res.annotated is not None:

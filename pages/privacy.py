@@ -4,12 +4,23 @@ import pandas as pd
 import streamlit as st
 
 from fer_core.app.plots import epsilon_history_figure, history_figure, recall_vs_epsilon_figure, tradeoff_figure
-from fer_core.app.support import available_checkpoints, baseline_card, cached_budget, private_cards
+from fer_core.app.support import (
+    available_checkpoints,
+    baseline_card,
+    cached_budget,
+    explorer_dataset,
+    private_cards,
+)
 from fer_core.privacy.accounting import DELTA, PrivacyError
 from fer_core.privacy.engine import METHOD_NOTES
 from fer_core.results.files import sweep_path, sweep_rows
-from fer_core.results.sweep import expected_accuracy
-from fer_core.results.tables import history_rows
+from fer_core.results.tables import card_row, history_rows, privacy_details
+from fer_core.results.views import class_sizes, expected_accuracy_rows, training_faces
+
+rows = sweep_rows()
+cards = available_checkpoints()
+base = baseline_card(cards)
+n_train = training_faces(base)
 
 st.title("Privacy trade-off")
 st.markdown(
@@ -17,13 +28,12 @@ st.markdown(
 The private models are trained with **differential privacy** (DP-SGD). Their guarantee is a pair
 **(ε, δ)**: for any single face in the training set, adding or removing it changes the probability of
 anything the trained model does by at most a factor **e^ε** — except with probability **δ = {DELTA:g}**,
-far below one in the 28,709 training faces. A smaller ε means a stronger guarantee (ε = 1: at most
-2.7×), and costs accuracy, because the training must add noise that hides each face's contribution.
+far below one in the {f"{n_train:,}" if n_train else "thousands of"} training faces. A smaller ε means a
+stronger guarantee (ε = 1: at most 2.7×), and costs accuracy, because the training must add noise that
+hides each face's contribution.
 """
 )
 
-rows = sweep_rows()
-cards = available_checkpoints()
 methods = list(dict.fromkeys(r["method"] for r in rows))
 
 st.header("Accuracy against ε")
@@ -31,8 +41,7 @@ if not rows:
     st.info(f"No privacy sweep results yet (looked for `{sweep_path()}`). Produce them with "
             "`python -m fer_core sweep`: it trains each private method at several ε and writes that CSV.")
 else:
-    base = baseline_card(cards)
-    base_acc = ((base or {}).get("metrics", {}).get("PrivateTest") or {}).get("accuracy")
+    base_acc = card_row(base)["PrivateTest accuracy"] if base is not None else None
     st.plotly_chart(tradeoff_figure(rows, baseline_accuracy=base_acc), key="tradeoff")
     for m in methods:
         if m in METHOD_NOTES:
@@ -40,11 +49,15 @@ else:
     st.dataframe(pd.DataFrame(rows).drop(columns=["command"], errors="ignore"), hide_index=True, width="stretch")
 
     st.header("Who pays for privacy")
+    sizes = sorted(class_sizes(ds), key=lambda c: c["count"]) if (ds := explorer_dataset()[0]) else []
+    smallest = (f"**{sizes[0]['emotion'].capitalize()}** is the smallest class ({sizes[0]['count']:,} training "
+                f"faces, {sizes[0]['share']:.1%} of FER2013's Training split)" if sizes
+                else "**Disgust** is the smallest class")
+    largest = f"**{sizes[-1]['emotion']}**" if sizes else "**happy**"
     st.markdown("Privacy is usually not paid evenly: clipping and noise hide the patterns that few training faces "
-                "share first. **Disgust** is the smallest class (436 training faces, 1.5% of FER2013) and **fear** "
-                "the one most often confused with others (surprise, sad), so they tend to lose recall first as ε "
-                "shrinks, while **happy**, the largest and most distinctive class, keeps most of it. The chart shows "
-                "each emotion's PrivateTest recall for the chosen method.")
+                f"share first. {smallest} and **fear** the one most often confused with others (surprise, sad), so "
+                f"they tend to lose recall first as ε shrinks, while {largest}, the largest and most distinctive "
+                "class, keeps most of it. The chart shows each emotion's PrivateTest recall for the chosen method.")
     method = st.selectbox("Method", methods, key="recall_method")
     st.plotly_chart(recall_vs_epsilon_figure(rows, method), key="recall_eps")
 
@@ -56,13 +69,7 @@ else:
     dp_path = st.selectbox("Private model", list(dp_cards), key="dp_model",
                            format_func=lambda p: dp_cards[p].get("name", p))
     card = dp_cards[dp_path]
-    priv = card.get("privacy", {})
-    st.markdown(
-        f"**{priv.get('method', '?')}**, ε = {priv.get('epsilon')}, δ = {priv.get('delta')} "
-        f"({priv.get('accountant', '?')} accountant), noise multiplier {priv.get('noise_multiplier')}, "
-        f"clipping norm {priv.get('max_grad_norm')}, {priv.get('steps')} steps. "
-        f"{priv.get('rows', '')} {priv.get('method_note', '')}"
-    )
+    st.markdown(privacy_details(card))
     hist = history_rows(card)
     if hist:
         st.plotly_chart(history_figure(hist, "Accuracy per epoch"), key="dp_history")
@@ -75,7 +82,7 @@ st.header("Budget planner")
 st.markdown("How much privacy does a DP-SGD run spend? Batches are Poisson-sampled with rate q = batch / N, "
             "for epochs × ⌊N / batch⌋ steps.")
 c1, c2, c3, c4, c5 = st.columns(5)
-n_rows = c1.number_input("Private rows N", min_value=1, value=28_709, step=1, key="plan_n")
+n_rows = c1.number_input("Private rows N", min_value=1, value=n_train or 10_000, step=1, key="plan_n")
 batch = c2.number_input("Batch size", min_value=1, value=1024, step=1, key="plan_batch")
 epochs = c3.number_input("Epochs", min_value=1, value=20, step=1, key="plan_epochs")
 delta = c4.number_input("δ", min_value=1e-12, max_value=0.5, value=DELTA, step=1e-6, format="%.1e", key="plan_delta")
@@ -99,10 +106,7 @@ else:
     m3.metric("Steps", f"{plan['steps']:,}")
     m4.metric("Sample rate q", f"{plan['sample_rate']:.4f}")
     if rows:
-        expect = [{"method": m, "expected PrivateTest accuracy":
-                   "outside the measured range" if (acc := expected_accuracy(rows, m, plan["epsilon"])) is None
-                   else f"{100 * acc:.1f}%"} for m in methods]
-        st.dataframe(pd.DataFrame(expect), hide_index=True)
+        st.dataframe(pd.DataFrame(expected_accuracy_rows(rows, methods, plan["epsilon"])), hide_index=True)
         st.caption("Interpolated in log ε between the sweep's runs of each method, with that method's own recipe "
                    "(batch size, epochs); a different recipe at the same ε can do better or worse.")
     else:

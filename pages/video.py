@@ -54,7 +54,7 @@ m1.metric("Most frequent emotion", next(iter(info["share"])))
 m2.metric("Time in a negative emotion", f"{100 * info['negative_share']:.0f}%")
 if info["negative_share"] > 0:
     st.error(f"Face #{track} shows a negative emotion in {100 * info['negative_share']:.0f}% of the analysed frames.")
-st.plotly_chart(timeline_figure(result.timeline, checkpoint.classes, track=track), use_container_width=True)
+st.plotly_chart(timeline_figure(result.timeline, checkpoint.classes, track=track), width="stretch")
 st.dataframe(pd.DataFrame({"emotion": list(info["share"]), "share of time": list(info["share"].values())}),
              hide_index=True)
 st.download_button("Timeline as CSV", pd.DataFrame(result.timeline).to_csv(index=False), file_name="timeline.csv",

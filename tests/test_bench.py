@@ -13,16 +13,8 @@ from conftest import REPO
 
 from fer_core.models.checkpoint import list_checkpoints, read_card
 from fer_core.results import speed, tables
-from fer_core.results.speed import (
-    FIGURES,
-    SPEED_COLUMNS,
-    SPEED_RESULTS,
-    machine_info,
-    measure_model,
-    read_speed,
-    timed_runs,
-    write_speed,
-)
+from fer_core.results.files import FIGURES, SPEED_COLUMNS, SPEED_RESULTS, read_speed, write_speed
+from fer_core.results.speed import machine_info, measure_model, timed_runs
 from fer_core.results.tables import benchmark_rows
 
 

@@ -12,7 +12,7 @@ from conftest import REPO
 from streamlit.testing.v1 import AppTest
 
 from fer_core.app.plots import audit_roc_figure
-from fer_core.audit.membership import AUDIT_COLUMNS
+from fer_core.results.files import AUDIT_COLUMNS
 
 APP = str(REPO / "app.py")
 PAGE = "pages/audit.py"
@@ -147,7 +147,7 @@ def test_audit_page_skips_malformed_rows_and_missing_roc(app, tmp_path, monkeypa
 
 
 def test_audit_results_reader(tmp_path, monkeypatch):
-    from fer_core.app.support import audit_results
+    from fer_core.results.files import audit_results
 
     monkeypatch.setenv("FER_AUDIT_RESULTS", str(write_audit(tmp_path)))
     rows, rocs = audit_results()

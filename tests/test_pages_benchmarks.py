@@ -11,9 +11,10 @@ import pytest
 from conftest import REPO
 from streamlit.testing.v1 import AppTest
 
-from fer_core.app.support import audit_results, available_checkpoints
+from fer_core.app.support import available_checkpoints
 from fer_core.models.checkpoint import DEFAULT_CHECKPOINT
-from fer_core.results.speed import SPEED_RESULTS, describe_machine, machine_info, read_speed
+from fer_core.results.files import SPEED_RESULTS, audit_results, read_speed
+from fer_core.results.speed import describe_machine, machine_info
 
 APP = str(REPO / "app.py")
 PAGE = "pages/benchmarks.py"

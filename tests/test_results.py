@@ -5,7 +5,8 @@ import csv
 from conftest import TINY_RESNET
 
 from fer_core.results.architectures import compare_architectures
-from fer_core.results.report import ARCH_RESULTS, README, readme_section, render_results
+from fer_core.results.files import ARCH_RESULTS
+from fer_core.results.report import README, readme_section, render_results
 from fer_core.training.config import TrainConfig
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import plotly.graph_objects as go
+
+from fer_core import EMOTIONS
 
 
 def confusion_matrix_figure(matrix: Sequence[Sequence[int]], classes: Sequence[str], title: str = "") -> go.Figure:
@@ -171,8 +174,6 @@ def recall_vs_epsilon_figure(rows: Sequence[dict], method: str | None = None,
         method: draw only this method's rows; None draws every row.
         emotions: the emotions to draw (default :data:`fer_core.EMOTIONS`).
     """
-    from fer_core import EMOTIONS
-
     pts = sorted(
         ((e, r) for r in rows if method is None or r.get("method") == method
          for e in [_num(r.get("epsilon"))] if e is not None and e > 0),
@@ -217,8 +218,6 @@ def audit_roc_figure(rocs: dict, attack: str, title: str = "", floor: float = 1e
         attack: which attack's curves to draw (``rmia`` or ``loss``); models without it are skipped.
         floor: the axes' lower end (default 1e-4).
     """
-    import math
-
     fig = go.Figure()
     for model, attacks in rocs.items():
         curve = (attacks or {}).get(attack) if isinstance(attacks, dict) else None

@@ -7,8 +7,10 @@ mode with gradients off). Pages import from here instead of touching torch direc
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import streamlit as st
+import torch
 
 from fer_core.app.webrtc import rtc_configuration
 from fer_core.data.datasets import DatasetError, default_data_path, load_dataset
@@ -17,7 +19,6 @@ from fer_core.evaluation.compare import compare_on_split, example_faces
 from fer_core.inference.detect import FaceDetector
 from fer_core.inference.live import LiveAnalyzer, LiveTimeline
 from fer_core.models.checkpoint import (
-    CHECKPOINT_DIR,
     DEFAULT_CHECKPOINT,
     Checkpoint,
     CheckpointError,
@@ -26,23 +27,20 @@ from fer_core.models.checkpoint import (
     read_card,
 )
 from fer_core.privacy.accounting import plan_budget
-from fer_core.results.files import finite_or_none
 from fer_core.results.speed import machine_info, measure_models
+from fer_core.results.tables import as_card, card_row, label_set_title, privacy_text
 
 
 @st.cache_resource(show_spinner="Loading face detector…")
 def cached_detector(kind: str = "yunet", max_side: int = 640):
     """A shared :class:`fer_core.inference.detect.FaceDetector` (thread-safe), created once per process and
     per ``(kind, max_side)`` (the live webcam detects on a smaller copy than photos)."""
-
     return FaceDetector(kind, max_side=max_side)
 
 
 @st.cache_resource(show_spinner="Loading model…")
 def cached_checkpoint(path: str) -> Checkpoint:
     """The checkpoint at ``path``, loaded once per server process (shared, read-only)."""
-    import torch
-
     torch.set_num_threads(1)  # the server shares the CPU with other sessions
     return load_checkpoint(path)
 
@@ -59,13 +57,13 @@ def selected_checkpoint() -> Checkpoint | None:
 
 
 def checkpoint_label(card: dict) -> str:
-    """``name — acc 68.1%, not private`` for the model picker."""
-    acc = card.get("metrics", {}).get("PrivateTest", {}).get("accuracy")
-    priv = card.get("privacy", {})
-    privacy = f"ε={priv['epsilon']:g}" if priv.get("private") else "not private"
+    """``name — PrivateTest 68.1%, not private`` for the model picker (``name — FER+ PrivateTest 82.1%, ...``
+    for a model on another label set than FER2013's), from :func:`fer_core.results.tables.card_row`."""
+    c = as_card(card)
+    acc = card_row(c)["PrivateTest accuracy"]
     acc_s = f"{100 * acc:.1f}%" if acc is not None else "n/a"
-    labels = "FER+ " if card.get("label_set") == "ferplus" else ""
-    return f"{card.get('name', '?')} — {labels}PrivateTest {acc_s}, {privacy}"
+    labels = "" if c.label_set == "fer2013" else f"{label_set_title(c.label_set)} "
+    return f"{c.name} — {labels}PrivateTest {acc_s}, {privacy_text(c.privacy, compact=True)}"
 
 
 def available_checkpoints() -> dict[str, dict]:
@@ -112,7 +110,6 @@ def default_pair(cards: dict[str, dict]) -> tuple[str | None, str | None]:
 
 @st.cache_data(show_spinner="Comparing the two models on the test split…", max_entries=8)
 def _cached_split_comparison(path_a: str, path_b: str, data_path: str, split: str, max_examples: int) -> dict:
-
     ck_a, ck_b = cached_checkpoint(path_a), cached_checkpoint(path_b)
     # the rows the models are scored on (FER+ drops some), so that disagreement indices find their faces
     dataset = with_label_set(load_dataset(data_path), ck_a.card.label_set)
@@ -133,7 +130,6 @@ def split_comparison(path_a: str, path_b: str, split: str = "PrivateTest", max_e
     Raises:
         fer_core.data.datasets.DatasetError: the dataset is missing or malformed, or lacks ``split``.
     """
-
     return _cached_split_comparison(path_a, path_b, str(default_data_path()), split, max_examples)
 
 
@@ -145,7 +141,6 @@ def cached_budget(private_rows: int, batch_size: int, epochs: int, delta: float,
     Raises:
         fer_core.privacy.accounting.PrivacyError: as ``plan_budget``.
     """
-
     return plan_budget(private_rows, batch_size, epochs, delta, accountant, noise_multiplier=noise_multiplier,
                        target_epsilon=target_epsilon)
 
@@ -157,84 +152,11 @@ def baseline_card(cards: dict[str, dict]) -> dict | None:
 
 def private_cards(cards: dict[str, dict]) -> dict[str, dict]:
     """The entries of ``cards`` whose ``privacy`` block says ``private: true`` (DP checkpoints)."""
-    return {p: c for p, c in cards.items() if (c.get("privacy") or {}).get("private")}
-
-
-AUDIT_ENV = "FER_AUDIT_RESULTS"
-_AUDIT_FLOATS = ("claimed_epsilon", "delta", "auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "balanced_accuracy",
-                 "epsilon_lower_bound", "n_members", "n_nonmembers", "references", "seconds")
-
-
-def audit_path():
-    """Where the app reads the membership-inference audit: ``$FER_AUDIT_RESULTS``, else
-    ``checkpoints/results/audit.csv`` (the ROC points are read from ``audit_roc.json`` beside it)."""
-    import os
-    from pathlib import Path
-
-
-    env = os.environ.get(AUDIT_ENV)
-    return Path(env).expanduser() if env else CHECKPOINT_DIR / "results" / "audit.csv"
-
-
-def _roc_points(curve) -> dict | None:
-    """``{"fpr": [...], "tpr": [...]}`` as floats, or None if ``curve`` is not two equal-length number lists."""
-    if not isinstance(curve, dict) or not isinstance(curve.get("fpr"), list) or not isinstance(curve.get("tpr"), list):
-        return None
-    fpr = [finite_or_none(x) for x in curve["fpr"]]
-    tpr = [finite_or_none(x) for x in curve["tpr"]]
-    if len(fpr) != len(tpr) or not fpr or None in fpr or None in tpr:
-        return None
-    return {"fpr": fpr, "tpr": tpr}
-
-
-def audit_results() -> tuple[list[dict], dict]:
-    """The audit written by ``python -m fer_core audit``, read from :func:`audit_path` (not cached: tiny files).
-
-    Returns:
-        ``(rows, rocs)``. ``rows``: the CSV's rows (columns :data:`fer_core.audit.membership.AUDIT_COLUMNS`) with
-        ``private`` as a bool, the numeric columns as floats (None where empty or not a number; so
-        ``claimed_epsilon`` is None for a non-private model) and ``model``/``method``/``attack`` as
-        stripped strings; rows are kept even when malformed, the page decides what to skip.
-        ``rocs``: ``{model: {attack: {"fpr": [...], "tpr": [...]}}}`` from ``audit_roc.json`` beside
-        the CSV, keeping only well-formed curves. ``([], {})`` when the CSV is missing or unreadable;
-        ``{}`` for ``rocs`` when the JSON is.
-    """
-    import csv
-    import json
-
-    path = audit_path()
-    rows: list[dict] = []
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            raw_rows = list(csv.DictReader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return [], {}
-    for raw in raw_rows:
-        row = {k: raw.get(k) for k in raw if isinstance(k, str)}
-        for k in ("model", "method", "attack"):
-            row[k] = (raw.get(k) or "").strip()
-        row["private"] = (raw.get("private") or "").strip().lower() in ("true", "1", "yes")
-        for k in _AUDIT_FLOATS:
-            row[k] = finite_or_none(raw.get(k))
-        rows.append(row)
-
-    rocs: dict = {}
-    try:
-        data = json.loads(path.with_name("audit_roc.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        data = {}
-    for model, attacks in (data.items() if isinstance(data, dict) else []):
-        if not isinstance(attacks, dict):
-            continue
-        curves = {a: c for a, c in ((a, _roc_points(c)) for a, c in attacks.items()) if c is not None}
-        if curves:
-            rocs[str(model)] = curves
-    return rows, rocs
+    return {p: c for p, c in cards.items() if as_card(c).is_private}
 
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=2)
 def _cached_dataset(path: str, mtime: float):
-
     return load_dataset(path)
 
 
@@ -248,9 +170,6 @@ def explorer_dataset(path: str | None = None):
         ``(FERDataset or None, message or None)``: a missing or malformed dataset gives a message
         that says how to get one instead of raising.
     """
-    from pathlib import Path
-
-
     p = Path(path).expanduser() if path else default_data_path()
     if not p.exists():
         return None, (
@@ -300,7 +219,6 @@ def live_benchmark(paths: list[str], budget_s: float, progress=None) -> dict:
         BenchmarkBusy: another session is running a benchmark.
         ValueError: no model, a budget that is not positive, or a run longer than LIVE_BENCH_MAX_S.
     """
-
     if not paths:
         raise ValueError("choose at least one model to benchmark")
     if not budget_s > 0:
@@ -326,7 +244,6 @@ def webrtc_configuration() -> dict:
     Raises:
         ValueError: as ``rtc_configuration`` (a malformed STUN/TURN setting).
     """
-
     try:
         section = st.secrets.get("webrtc") if "webrtc" in st.secrets else None
     except (FileNotFoundError, OSError, KeyError, ValueError):  # no secrets.toml, or an unreadable one
@@ -338,7 +255,6 @@ def session_live_analyzer(checkpoint: Checkpoint, detector, **settings):
     """This browser session's :class:`fer_core.inference.live.LiveAnalyzer` (created on first use and kept in
     ``st.session_state``, so every session has its own face state and result queue), set to
     ``checkpoint``, ``detector`` and ``settings`` (``LiveAnalyzer.configure``'s keywords)."""
-
     analyzer = st.session_state.get("_live_analyzer")
     if analyzer is None:
         analyzer = LiveAnalyzer(checkpoint, detector, **settings)
@@ -350,5 +266,4 @@ def session_live_analyzer(checkpoint: Checkpoint, detector, **settings):
 
 def session_live_timeline():
     """This browser session's :class:`fer_core.inference.live.LiveTimeline` (kept in ``st.session_state``)."""
-
     return st.session_state.setdefault("_live_timeline", LiveTimeline())

@@ -14,7 +14,6 @@ from fer_core.audit.attacks import (
     tpr_at_fpr,
 )
 from fer_core.audit.membership import (
-    AUDIT_COLUMNS,
     REFERENCE_ARGS,
     AuditRows,
     audit_checkpoint,
@@ -24,9 +23,27 @@ from fer_core.audit.membership import (
     train_reference_models,
     true_label_probability,
 )
+from fer_core.audit.verdict import (
+    ATTACK_NAMES,
+    AUDIT_TABLE_COLUMNS,
+    Verdict,
+    attack_order,
+    audit_sample_text,
+    audit_table_rows,
+    audit_verdict,
+    roc_curves,
+    usable_audit_rows,
+)
 
 __all__ = [
-    "AUDIT_COLUMNS",
+    "ATTACK_NAMES",
+    "AUDIT_TABLE_COLUMNS",
+    "Verdict",
+    "attack_order",
+    "audit_sample_text",
+    "audit_table_rows",
+    "audit_verdict",
+    "usable_audit_rows",
     "AuditRows",
     "REFERENCE_ARGS",
     "RMIA_OFFLINE_A",
@@ -38,6 +55,7 @@ __all__ = [
     "loss_scores",
     "membership_rows",
     "rmia_scores",
+    "roc_curves",
     "roc_curve",
     "run_audit",
     "tpr_at_fpr",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.stats import beta
 
 from fer_core.evaluation.metrics import roc_auc
 
@@ -63,8 +64,6 @@ def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
 
 def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     """Two-sided ``1 - alpha`` Clopper-Pearson interval for a binomial proportion ``k / n``."""
-    from scipy.stats import beta
-
     lo = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
     hi = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
     return lo, hi

@@ -27,18 +27,24 @@ holds with that confidence: it never exceeds a true DP model's epsilon except by
 
 from __future__ import annotations
 
+import hashlib
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
 
 from fer_core import LABEL_SETS
 from fer_core.audit.attacks import attack_metrics, loss_scores, rmia_scores
 from fer_core.data.datasets import load_dataset
 from fer_core.data.ferplus import with_label_set
 from fer_core.models.architectures import build_model
-from fer_core.models.checkpoint import CHECKPOINT_DIR, load_checkpoint, update_card
+from fer_core.models.checkpoint import load_checkpoint, update_card
 from fer_core.models.predict import predict_proba
 from fer_core.privacy.rows import public_private_split
+from fer_core.results.files import AUDIT_RESULTS, audit_roc_path, read_audit, read_audit_roc, write_audit
 from fer_core.training.config import TrainConfig
 from fer_core.training.optim import make_optimizer
 from fer_core.training.plain import train_one_epoch
@@ -114,25 +120,8 @@ def true_label_probability(model, images: np.ndarray, labels: np.ndarray, prepro
     return probs[np.arange(len(labels)), np.asarray(labels, np.int64)].astype(np.float64)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 # Reference models for RMIA: small ResNets, each on a seeded half of the reference pool.
 REFERENCE_ARGS = {"widths": [16, 32, 64, 128], "blocks": [1, 1, 1, 1], "stem": 16}
-AUDIT_COLUMNS = ["model", "private", "method", "claimed_epsilon", "delta", "attack", "auc", "tpr_at_1pct_fpr",
-                 "tpr_at_0.1pct_fpr", "balanced_accuracy", "epsilon_lower_bound", "n_members", "n_nonmembers",
-                 "references", "seconds"]
 
 
 def train_reference_models(dataset, pool: np.ndarray, k: int = 4, epochs: int = 15, seed: int = 0,
@@ -145,13 +134,6 @@ def train_reference_models(dataset, pool: np.ndarray, k: int = 4, epochs: int = 
     Returns:
         A list of ``k`` modules in eval mode.
     """
-    import hashlib
-    from pathlib import Path
-
-    import torch
-    from safetensors.torch import load_file, save_file
-
-
     key = hashlib.sha256(np.asarray(pool, np.int64).tobytes()
                          + f"{k},{epochs},{seed},{dataset.sha256},{dataset.label_set}".encode())
     cache = Path(cache_dir) / f"refs_{key.hexdigest()[:16]}" if cache_dir else None
@@ -196,15 +178,12 @@ def audit_checkpoint(path, data=None, n: int = 2000, n_population: int = 1000, r
     Raises:
         fer_core.models.checkpoint.CheckpointError, fer_core.data.datasets.DatasetError, ValueError.
     """
-    import time
-
-
     t0 = time.perf_counter()
     ck = load_checkpoint(path)
     ds = with_label_set(load_dataset(data), ck.card.label_set)
     rows = membership_rows(ck.card, ds, n, n_population, seed)
-    privacy = ck.card.get("privacy", {})
-    delta = privacy.get("delta") or 1e-5
+    privacy = ck.card.privacy
+    delta = ck.card.delta or 1e-5
     audited = np.r_[rows.members, rows.nonmembers]
     labels = np.r_[np.ones(len(rows.members), bool), np.zeros(len(rows.nonmembers), bool)]
     p_t = true_label_probability(ck.model, ds.images[audited], ds.labels[audited], ck.card.get("preprocessing"))
@@ -217,8 +196,8 @@ def audit_checkpoint(path, data=None, n: int = 2000, n_population: int = 1000, r
         p_refs_pop = np.stack([true_label_probability(m, ds.images[pop], ds.labels[pop]) for m in refs])
         attacks["rmia"] = attack_metrics(labels, rmia_scores(p_t, p_refs, p_pop, p_refs_pop), delta, alpha, seed)
     result = {
-        "model": ck.name, "private": bool(privacy.get("private")), "method": privacy.get("method", "none"),
-        "claimed_epsilon": privacy.get("epsilon"), "delta": delta, "rows": rows.description,
+        "model": ck.name, "private": ck.card.is_private, "method": privacy.get("method", "none"),
+        "claimed_epsilon": ck.card.epsilon, "delta": delta, "rows": rows.description,
         "attacks": attacks, "references": references, "reference_epochs": reference_epochs, "alpha": alpha,
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -245,42 +224,28 @@ def audit_rows(result: dict) -> list[dict]:
 
 
 def run_audit(paths, results_csv=None, roc_json=None, **kwargs) -> list[dict]:
-    """Audit several checkpoints; (re)write ``audit.csv`` and the ROC points file, keeping other models' rows.
+    """Audit several checkpoints; (re)write ``audit.csv`` and the ROC points beside it after each, keeping other
+    models' rows (through :func:`fer_core.results.files.write_audit`).
 
     Args:
         paths: checkpoint folders or names.
-        results_csv: default ``checkpoints/results/audit.csv``; roc_json: default ``audit_roc.json`` beside it.
+        results_csv: default :data:`fer_core.results.files.AUDIT_RESULTS`; roc_json: where the ROC points
+            are read from (default ``audit_roc.json`` beside the CSV, where they are always written).
         kwargs: passed to :func:`audit_checkpoint`.
 
     Returns:
         All rows now in the CSV.
     """
-    import csv
-    import json
-    from pathlib import Path
-
-
-    results_csv = Path(results_csv or CHECKPOINT_DIR / "results" / "audit.csv")
-    roc_json = Path(roc_json or results_csv.with_name("audit_roc.json"))
-    rows = {}
-    if results_csv.exists():
-        with open(results_csv, newline="") as fh:
-            rows = {(r["model"], r["attack"]): r for r in csv.DictReader(fh)}
-    rocs = json.loads(roc_json.read_text()) if roc_json.exists() else {}
+    results_csv = Path(results_csv or AUDIT_RESULTS)
+    rows = {(r["model"], r["attack"]): r for r in read_audit(results_csv) or []}
+    rocs = read_audit_roc(roc_json or audit_roc_path(results_csv))
     for p in paths:
         result = audit_checkpoint(p, **kwargs)
         rows = {k: v for k, v in rows.items() if k[0] != result["model"]}
         for r in audit_rows(result):
             rows[(r["model"], r["attack"])] = r
         rocs[result["model"]] = {a: m["roc"] for a, m in result["attacks"].items()}
-        results_csv.parent.mkdir(parents=True, exist_ok=True)
-        tmp = results_csv.with_suffix(".tmp")
-        with open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=AUDIT_COLUMNS)
-            w.writeheader()
-            w.writerows(sorted(rows.values(), key=lambda r: (r["model"], r["attack"])))
-        tmp.replace(results_csv)
-        roc_json.write_text(json.dumps(rocs) + "\n")
+        write_audit(rows.values(), rocs, results_csv)
         print(f"{result['model']}: " + ", ".join(f"{a} AUC {m['auc']:.3f}, eps_lb {m['epsilon_lower_bound']:.2f}"
                                                  for a, m in result["attacks"].items())
               + f" ({result['seconds']:.0f} s)", flush=True)

@@ -1,22 +1,15 @@
-"""TODO docstring."""
+"""The architecture comparison: every architecture trained with one recipe and budget, one row each in
+``checkpoints/results/architectures.csv`` (written through :mod:`fer_core.results.files`)."""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 from pathlib import Path
 
 from fer_core.models.architectures import ARCHITECTURES
-from fer_core.results.report import ARCH_RESULTS
+from fer_core.results.files import ARCH_RESULTS, write_architectures
 from fer_core.training.lifecycle import main
-
-ARCH_COLUMNS = [
-    "arch", "model_args", "parameters", "macs", "epochs", "batch_size", "lr", "train_seconds",
-    "samples_per_s", "best_epoch", "publictest_accuracy", "privatetest_accuracy",
-    "privatetest_macro_f1", "privatetest_accuracy_dedup", "privatetest_accuracy_flip_tta",
-    "privatetest_ece", "command",
-]
 
 
 def compare_architectures(
@@ -33,10 +26,9 @@ def compare_architectures(
         arch_args: optional ``{arch: model_args}``; architectures not named use their defaults.
 
     Returns:
-        The rows written (dicts with :data:`ARCH_COLUMNS`); rows of runs that ``stop_after`` left
+        The rows written (dicts with :data:`fer_core.results.files.ARCH_COLUMNS`); rows of runs that ``stop_after`` left
         unfinished are not written.
     """
-
     rows = []
     for arch in archs:
         cfg = dataclasses.replace(base, arch=arch, model_args=dict((arch_args or {}).get(arch, {})),
@@ -67,10 +59,5 @@ def compare_architectures(
             "command": command,
         })
     if rows:
-        path = Path(results_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=ARCH_COLUMNS)
-            w.writeheader()
-            w.writerows(rows)
+        write_architectures(rows, results_path)
     return rows

@@ -1,32 +1,71 @@
-"""TODO docstring."""
+"""The one owner of every file under ``checkpoints/results/``: its path, its environment override, its
+columns, one reader and one writer (atomic: a temporary file beside it, then ``os.replace``).
+
+=====================  ==========================  ==================  =====================================
+file                   written by                  override            read by
+=====================  ==========================  ==================  =====================================
+``architectures.csv``  ``compare-archs``           (none)              the README
+``sweep.csv``          ``sweep``                   $FER_SWEEP_RESULTS  Privacy and Compare pages, the README
+``audit.csv``          ``audit``                   $FER_AUDIT_RESULTS  Audit and Benchmarks pages, the README
+``audit_roc.json``     ``audit``                   beside audit.csv    Audit page
+``speed.csv``          ``bench --write``           $FER_SPEED_RESULTS  Benchmarks page, the README
+=====================  ==========================  ==================  =====================================
+
+The app reads through the ``*_path()`` functions (environment first); the README and the commands use
+the constants, so the generated text never depends on the environment.
+"""
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
+from collections.abc import Iterable
+from datetime import datetime, timezone
 from pathlib import Path
 
 from fer_core import EMOTIONS
 from fer_core.models.checkpoint import CHECKPOINT_DIR
 
-SWEEP_RESULTS = CHECKPOINT_DIR / "results" / "sweep.csv"
+RESULTS_DIR = CHECKPOINT_DIR / "results"
+ARCH_RESULTS = RESULTS_DIR / "architectures.csv"
+SWEEP_RESULTS = RESULTS_DIR / "sweep.csv"
+AUDIT_RESULTS = RESULTS_DIR / "audit.csv"
+#: Name of the ROC points file; it always lies beside its ``audit.csv``.
+AUDIT_ROC_NAME = "audit_roc.json"
+AUDIT_ROC = RESULTS_DIR / AUDIT_ROC_NAME
+SPEED_RESULTS = RESULTS_DIR / "speed.csv"
 
-#: Environment variable that points the app at another ``sweep.csv`` (tests, other result sets).
+#: Environment variables that point the app at other result files (tests, other result sets).
 SWEEP_ENV = "FER_SWEEP_RESULTS"
+AUDIT_ENV = "FER_AUDIT_RESULTS"
+SPEED_ENV = "FER_SPEED_RESULTS"
 
-
-def sweep_path() -> Path:
-    """Where the app reads the sweep: ``$FER_SWEEP_RESULTS``, else :data:`fer_core.results.sweep.SWEEP_RESULTS`."""
-
-    env = os.environ.get(SWEEP_ENV)
-    return Path(env).expanduser() if env else SWEEP_RESULTS
-
-
-def sweep_rows() -> list[dict]:
-    """Rows of the sweep CSV at :func:`sweep_path` (see :func:`fer_core.results.sweep.read_sweep`); [] if there is none."""
-
-    return read_sweep(sweep_path())
+ARCH_COLUMNS = [
+    "arch", "model_args", "parameters", "macs", "epochs", "batch_size", "lr", "train_seconds",
+    "samples_per_s", "best_epoch", "publictest_accuracy", "privatetest_accuracy",
+    "privatetest_macro_f1", "privatetest_accuracy_dedup", "privatetest_accuracy_flip_tta",
+    "privatetest_ece", "command",
+]
+SWEEP_COLUMNS = [
+    "method", "epsilon", "target_epsilon", "delta", "accountant", "noise_multiplier", "max_grad_norm",
+    "batch_size", "sample_rate", "epochs", "steps", "trainable", "private_rows", "public_rows",
+    "publictest_accuracy", "privatetest_accuracy", "privatetest_macro_f1",
+    *[f"recall_{e}" for e in EMOTIONS], "train_seconds", "run", "checkpoint", "command",
+]
+AUDIT_COLUMNS = ["model", "private", "method", "claimed_epsilon", "delta", "attack", "auc", "tpr_at_1pct_fpr",
+                 "tpr_at_0.1pct_fpr", "balanced_accuracy", "epsilon_lower_bound", "n_members", "n_nonmembers",
+                 "references", "seconds"]
+#: Numeric columns of ``audit.csv`` (:func:`read_audit` gives floats or None).
+AUDIT_FLOATS = ("claimed_epsilon", "delta", "auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "balanced_accuracy",
+                "epsilon_lower_bound", "n_members", "n_nonmembers", "references", "seconds")
+_AUDIT_COUNTS = ("n_members", "n_nonmembers", "references")
+#: The speed figures (faces per second, faces per second, milliseconds).
+FIGURES = ("faces_per_s_batch1", "faces_per_s_batch64", "photo_ms")
+MACHINE_FIELDS = ("cpu", "cpu_count", "threads", "torch", "python", "platform")
+SPEED_COLUMNS = ["model", *FIGURES, "faces_in_photo", "budget_s", *MACHINE_FIELDS, "measured", "command"]
+_SPEED_NUMBERS = {*FIGURES, "faces_in_photo", "budget_s", "cpu_count", "threads"}
 
 
 def finite_or_none(v) -> float | None:
@@ -38,26 +77,228 @@ def finite_or_none(v) -> float | None:
     return f if math.isfinite(f) else None
 
 
+# --- plumbing ------------------------------------------------------------------------------------------------------
 
 
-SWEEP_COLUMNS = [
-    "method", "epsilon", "target_epsilon", "delta", "accountant", "noise_multiplier", "max_grad_norm",
-    "batch_size", "sample_rate", "epochs", "steps", "trainable", "private_rows", "public_rows",
-    "publictest_accuracy", "privatetest_accuracy", "privatetest_macro_f1",
-    *[f"recall_{e}" for e in EMOTIONS], "train_seconds", "run", "checkpoint", "command",
-]
+def _env_path(env: str, default: Path) -> Path:
+    value = os.environ.get(env)
+    return Path(value).expanduser() if value else default
 
 
-def read_sweep(path: Path = SWEEP_RESULTS) -> list[dict]:
+def _replace_atomically(path: Path, write) -> None:
+    """``write(file)`` into ``<path>.tmp`` (folder created), then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        write(fh)
+    os.replace(tmp, path)
+
+
+def _write_csv(path: str | os.PathLike, columns: list[str], rows: Iterable[dict]) -> None:
+    def write(fh) -> None:
+        w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+
+    _replace_atomically(Path(path), write)
+
+
+def _read_csv(path: str | os.PathLike) -> list[dict] | None:
+    """The CSV's rows as string dicts, or None when it is missing or unreadable."""
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+
+
+# --- architectures.csv ---------------------------------------------------------------------------------------------
+
+
+def read_architectures(path: str | os.PathLike = ARCH_RESULTS) -> list[dict]:
+    """Rows of the architecture comparison (columns :data:`ARCH_COLUMNS`, cells as written: strings); [] if none."""
+    return _read_csv(path) or []
+
+
+def write_architectures(rows: list[dict], path: str | os.PathLike = ARCH_RESULTS) -> None:
+    """(Re)write the architecture comparison with ``rows`` (dicts with :data:`ARCH_COLUMNS`), in order."""
+    _write_csv(path, ARCH_COLUMNS, rows)
+
+
+# --- sweep.csv -----------------------------------------------------------------------------------------------------
+
+
+def sweep_path() -> Path:
+    """Where the app reads the sweep: ``$FER_SWEEP_RESULTS``, else :data:`SWEEP_RESULTS`."""
+    return _env_path(SWEEP_ENV, SWEEP_RESULTS)
+
+
+def read_sweep(path: str | os.PathLike = SWEEP_RESULTS) -> list[dict]:
     """Rows of ``sweep.csv`` as dicts (numbers as floats where they parse); [] if there is none."""
-    if not Path(path).exists():
-        return []
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    for r in rows:
+    rows = _read_csv(path) if Path(path).exists() else None
+    for r in rows or []:
         for k, v in r.items():
             try:
                 r[k] = float(v)
             except (TypeError, ValueError):
                 pass
+    return rows or []
+
+
+def sweep_rows() -> list[dict]:
+    """Rows of the sweep CSV at :func:`sweep_path` (see :func:`read_sweep`); [] if there is none."""
+    return read_sweep(sweep_path())
+
+
+def write_sweep(rows: Iterable[dict], path: str | os.PathLike = SWEEP_RESULTS) -> None:
+    """(Re)write ``sweep.csv`` with ``rows`` (dicts with :data:`SWEEP_COLUMNS`), ordered by method and target ε."""
+    _write_csv(path, SWEEP_COLUMNS, sorted(rows, key=lambda r: (r["method"], float(r["target_epsilon"]))))
+
+
+# --- audit.csv and audit_roc.json ----------------------------------------------------------------------------------
+
+
+def audit_path() -> Path:
+    """Where the app reads the membership-inference audit: ``$FER_AUDIT_RESULTS``, else :data:`AUDIT_RESULTS`
+    (the ROC points are read from :func:`audit_roc_path` beside it)."""
+    return _env_path(AUDIT_ENV, AUDIT_RESULTS)
+
+
+def audit_roc_path(csv_path: str | os.PathLike | None = None) -> Path:
+    """The ROC points file beside an ``audit.csv`` (default :func:`audit_path`)."""
+    return Path(csv_path if csv_path is not None else audit_path()).with_name(AUDIT_ROC_NAME)
+
+
+def read_audit(path: str | os.PathLike | None = None) -> list[dict] | None:
+    """Rows of an ``audit.csv`` (default :func:`audit_path`), typed.
+
+    Returns:
+        One dict per row (columns :data:`AUDIT_COLUMNS`) with ``private`` a bool, the
+        :data:`AUDIT_FLOATS` floats (None where empty or not a number; so ``claimed_epsilon`` is None
+        for a non-private model) and ``model``/``method``/``attack`` stripped strings; malformed rows
+        are kept, the reader decides what to skip. None when the file is missing or unreadable.
+    """
+    raw_rows = _read_csv(path if path is not None else audit_path())
+    if raw_rows is None:
+        return None
+    rows = []
+    for raw in raw_rows:
+        row = {k: raw.get(k) for k in raw if isinstance(k, str)}
+        for k in ("model", "method", "attack"):
+            row[k] = (raw.get(k) or "").strip()
+        row["private"] = (raw.get("private") or "").strip().lower() in ("true", "1", "yes")
+        for k in AUDIT_FLOATS:
+            row[k] = finite_or_none(raw.get(k))
+        rows.append(row)
+    return rows
+
+
+def _roc_points(curve) -> dict | None:
+    """``{"fpr": [...], "tpr": [...]}`` as floats, or None if ``curve`` is not two equal-length number lists."""
+    if not isinstance(curve, dict) or not isinstance(curve.get("fpr"), list) or not isinstance(curve.get("tpr"), list):
+        return None
+    fpr = [finite_or_none(x) for x in curve["fpr"]]
+    tpr = [finite_or_none(x) for x in curve["tpr"]]
+    if len(fpr) != len(tpr) or not fpr or None in fpr or None in tpr:
+        return None
+    return {"fpr": fpr, "tpr": tpr}
+
+
+def read_audit_roc(path: str | os.PathLike | None = None) -> dict:
+    """``{model: {attack: {"fpr": [...], "tpr": [...]}}}`` from an ``audit_roc.json`` (default
+    :func:`audit_roc_path`), keeping only well-formed curves; ``{}`` when it is missing or unreadable."""
+    try:
+        data = json.loads(Path(path if path is not None else audit_roc_path()).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    rocs: dict = {}
+    for model, attacks in (data.items() if isinstance(data, dict) else []):
+        if not isinstance(attacks, dict):
+            continue
+        curves = {a: c for a, c in ((a, _roc_points(c)) for a, c in attacks.items()) if c is not None}
+        if curves:
+            rocs[str(model)] = curves
+    return rocs
+
+
+def audit_results(path: str | os.PathLike | None = None) -> tuple[list[dict], dict]:
+    """The audit written by ``python -m fer_core audit`` (default :func:`audit_path`; not cached: tiny files).
+
+    Returns:
+        ``(rows, rocs)``: :func:`read_audit`'s rows and :func:`read_audit_roc`'s curves from the file
+        beside the CSV. ``([], {})`` when the CSV is missing or unreadable; ``{}`` for ``rocs`` when the
+        JSON is.
+    """
+    csv_path = Path(path) if path is not None else audit_path()
+    rows = read_audit(csv_path)
+    if rows is None:
+        return [], {}
+    return rows, read_audit_roc(audit_roc_path(csv_path))
+
+
+def _audit_cell(key: str, value):
+    if value is None:
+        return ""
+    if key in _AUDIT_COUNTS and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def write_audit(rows: Iterable[dict], rocs: dict, path: str | os.PathLike = AUDIT_RESULTS) -> None:
+    """(Re)write an ``audit.csv`` (rows ordered by model and attack; None as an empty cell, counts as
+    integers) and the ROC points file beside it (:func:`audit_roc_path`)."""
+    out = [{k: _audit_cell(k, r.get(k)) for k in AUDIT_COLUMNS}
+           for r in sorted(rows, key=lambda r: (r["model"], r["attack"]))]
+    _write_csv(path, AUDIT_COLUMNS, out)
+    _replace_atomically(audit_roc_path(path), lambda fh: fh.write(json.dumps(rocs) + "\n"))
+
+
+# --- speed.csv -----------------------------------------------------------------------------------------------------
+
+
+def speed_path() -> Path:
+    """Where the committed speed figures are read: ``$FER_SPEED_RESULTS``, else :data:`SPEED_RESULTS`."""
+    return _env_path(SPEED_ENV, SPEED_RESULTS)
+
+
+def read_speed(path: str | os.PathLike | None = None) -> list[dict]:
+    """Rows of a speed CSV (columns :data:`SPEED_COLUMNS`), default :func:`speed_path`.
+
+    Returns:
+        One dict per row with the :data:`FIGURES`, ``budget_s``, ``cpu_count``, ``threads`` and
+        ``faces_in_photo`` as floats (None where empty or not a number) and the rest as stripped
+        strings; ``[]`` when the file is missing or unreadable.
+    """
+    raw = _read_csv(path if path is not None else speed_path()) or []
+    return [{k: finite_or_none(r.get(k)) if k in _SPEED_NUMBERS else (r.get(k) or "").strip() for k in SPEED_COLUMNS}
+            for r in raw]
+
+
+def write_speed(results: list[dict], machine: dict, path: str | os.PathLike = SPEED_RESULTS,
+                command: str = "") -> list[dict]:
+    """Write :func:`fer_core.results.speed.measure_model` results to a speed CSV, replacing the rows of the
+    same models.
+
+    Rows of other models already in the file are kept (each row names its own machine), and rows are
+    ordered by model name.
+
+    Args:
+        results: dicts from ``measure_model``.
+        machine: :func:`fer_core.results.speed.machine_info` of the machine that measured them.
+        path: the CSV to (re)write (its folder is created).
+        command: the command line, recorded in each row.
+
+    Returns:
+        Every row now in the file (as written, strings and numbers).
+    """
+    measured = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    new = {r["model"]: {
+        "model": r["model"], **{k: round(float(r[k]), 1) for k in FIGURES},
+        "faces_in_photo": r.get("faces_in_photo", ""), "budget_s": r.get("budget_s", ""),
+        **{k: machine.get(k, "") for k in MACHINE_FIELDS}, "threads": r.get("threads", machine.get("threads", "")),
+        "measured": measured, "command": command,
+    } for r in results}
+    kept = [{k: "" if v is None else v for k, v in r.items()} for r in read_speed(path) if r["model"] not in new]
+    rows = sorted([*kept, *new.values()], key=lambda r: r["model"])
+    _write_csv(path, SPEED_COLUMNS, rows)
     return rows

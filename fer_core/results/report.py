@@ -10,22 +10,26 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from fer_core.models.checkpoint import CHECKPOINT_DIR, DEFAULT_CHECKPOINT, list_checkpoints, read_card
-from fer_core.results.files import SWEEP_RESULTS, read_sweep
-from fer_core.results.speed import SPEED_RESULTS, describe_machine, read_speed
-from fer_core.results.tables import benchmark_rows
+from fer_core.results.files import (
+    ARCH_RESULTS,
+    AUDIT_RESULTS,
+    SPEED_RESULTS,
+    SWEEP_RESULTS,
+    read_architectures,
+    read_audit,
+    read_speed,
+    read_sweep,
+)
+from fer_core.results.speed import measured_on
+from fer_core.results.tables import benchmark_rows, card_row
 
-RESULTS_DIR = CHECKPOINT_DIR / "results"
-ARCH_RESULTS = RESULTS_DIR / "architectures.csv"
 README = CHECKPOINT_DIR.parent / "README.md"
 BEGIN = "<!-- BEGIN GENERATED: results -->"
 END = "<!-- END GENERATED: results -->"
-
-
-
+FERPLUS_CHECKPOINT = "ferplus_resnet"
 
 
 def _pct(x) -> str:
@@ -44,28 +48,17 @@ def models_table(checkpoint_dir: Path = CHECKPOINT_DIR) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for d in list_checkpoints(checkpoint_dir):
-        c = read_card(d)
-        m = c.get("metrics", {})
-        pub, priv = m.get("PublicTest", {}), m.get("PrivateTest", {})
-        priv_block = c.get("privacy", {})
-        privacy = (
-            f"ε = {priv_block['epsilon']:g}, δ = {priv_block['delta']:g}" if priv_block.get("private")
-            else "not private"
-        )
+        r = card_row(read_card(d))
         default = " (default)" if d.name == DEFAULT_CHECKPOINT else ""
         lines.append(
-            f"| `{d.name}`{default} | {LABEL_NAMES.get(c.get('label_set', 'fer2013'), '?')} | {c['arch']} "
-            f"| {_fmt_int(c.get('parameters', 0))} | {_fmt_int(c.get('macs', 0))} "
-            f"| {privacy} | {_pct(pub.get('accuracy'))} | **{_pct(priv.get('accuracy'))}** "
-            f"| {_pct(priv.get('accuracy_dedup'))} | {_pct(priv.get('accuracy_flip_tta'))} "
-            f"| {_pct(priv.get('macro_f1'))} | {_pct(priv.get('negative_vs_other', {}).get('f1'))} "
-            f"| {_pct(priv.get('ece'))} | {c.get('wall_time_s', 0) / 60:.0f} min |"
+            f"| `{d.name}`{default} | {r['labels']} | {r['arch']} "
+            f"| {_fmt_int(r['parameters'] or 0)} | {_fmt_int(r['MACs'] or 0)} "
+            f"| {r['privacy']} | {_pct(r['PublicTest accuracy'])} | **{_pct(r['PrivateTest accuracy'])}** "
+            f"| {_pct(r['PrivateTest accuracy (dedup)'])} | {_pct(r['PrivateTest accuracy (flip TTA)'])} "
+            f"| {_pct(r['PrivateTest macro-F1'])} | {_pct(r['negative-vs-other F1'])} "
+            f"| {_pct(r['ECE'])} | {(r['train seconds'] or 0) / 60:.0f} min |"
         )
     return "\n".join(lines)
-
-
-LABEL_NAMES = {"fer2013": "FER2013 (7)", "ferplus": "FER+ (8)"}
-FERPLUS_CHECKPOINT = "ferplus_resnet"
 
 
 def per_class_table(name: str = DEFAULT_CHECKPOINT, split: str = "PrivateTest") -> str:
@@ -79,9 +72,8 @@ def per_class_table(name: str = DEFAULT_CHECKPOINT, split: str = "PrivateTest") 
 
 
 def architecture_table(path: Path = ARCH_RESULTS) -> str:
-    """Markdown table of the architecture comparison CSV."""
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    """Markdown table of the architecture comparison CSV (:func:`fer_core.results.files.read_architectures`)."""
+    rows = read_architectures(path)
     lines = [
         "| arch | params | MACs | epochs | train time | samples/s | PublicTest acc | PrivateTest acc "
         "| PrivateTest macro-F1 | PrivateTest acc (dedup) |",
@@ -102,7 +94,6 @@ def architecture_table(path: Path = ARCH_RESULTS) -> str:
 
 def sweep_table(path: Path | None = None) -> str:
     """Markdown table of the privacy sweep (``checkpoints/results/sweep.csv``), one row per run."""
-
     rows = read_sweep(path or SWEEP_RESULTS)
     lines = [
         "| method | target ε | ε spent (accountant) | δ | noise multiplier | max grad norm | batch | epochs "
@@ -122,28 +113,24 @@ def sweep_table(path: Path | None = None) -> str:
     return "\n".join(lines)
 
 
-AUDIT_RESULTS = RESULTS_DIR / "audit.csv"
-
-
 def audit_table(path: Path = AUDIT_RESULTS) -> str:
     """Markdown table of the membership-inference audit (``checkpoints/results/audit.csv``)."""
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = read_audit(path) or []
     lines = [
         "| model | claimed ε | attack | AUC | TPR @ 1% FPR | TPR @ 0.1% FPR | balanced accuracy "
         "| empirical ε lower bound (95%) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        claimed = f"{float(r['claimed_epsilon']):g}" if r["claimed_epsilon"] else "none (not private)"
+        claimed = f"{r['claimed_epsilon']:g}" if r["claimed_epsilon"] is not None else "none (not private)"
         lines.append(
-            f"| `{r['model']}` | {claimed} | {r['attack']} | {float(r['auc']):.3f} | {_pct(r['tpr_at_1pct_fpr'])}% "
+            f"| `{r['model']}` | {claimed} | {r['attack']} | {r['auc']:.3f} | {_pct(r['tpr_at_1pct_fpr'])}% "
             f"| {_pct(r['tpr_at_0.1pct_fpr'])}% | {_pct(r['balanced_accuracy'])}% "
-            f"| {float(r['epsilon_lower_bound']):.2f} |"
+            f"| {r['epsilon_lower_bound']:.2f} |"
         )
     if rows:
-        lines += ["", f"{int(float(rows[0]['n_members']))} members and as many non-members per model; "
-                  f"RMIA with {rows[0]['references']} reference models."]
+        lines += ["", f"{int(rows[0]['n_members'])} members and as many non-members per model; "
+                  f"RMIA with {int(rows[0]['references'])} reference models."]
     return "\n".join(lines)
 
 
@@ -153,10 +140,7 @@ def benchmarks_table(checkpoint_dir: Path = CHECKPOINT_DIR, audit_path: Path = A
     audit AUC and speed, from the model cards, ``audit.csv`` and ``speed.csv``
     (:func:`fer_core.results.tables.benchmark_rows`), followed by the machine(s) the speed was measured on."""
 
-    audit = []
-    if Path(audit_path).exists():
-        with open(audit_path, newline="") as fh:
-            audit = list(csv.DictReader(fh))
+    audit = read_audit(audit_path) or []
     speed = read_speed(speed_path or SPEED_RESULTS)
     rows = benchmark_rows([read_card(d) for d in list_checkpoints(checkpoint_dir)], audit, speed)
 
@@ -175,7 +159,7 @@ def benchmarks_table(checkpoint_dir: Path = CHECKPOINT_DIR, audit_path: Path = A
             f"| {num(r['faces/s batch 1'], '.0f')} | {num(r['faces/s batch 64'], '.0f')} "
             f"| {num(r['photo ms'], '.1f')} |"
         )
-    machines = sorted({(describe_machine(r), r["measured"][:10], r["command"]) for r in speed})
+    machines = measured_on(speed)
     if machines:
         lines += ["", "Speed (one torch thread unless the command says otherwise) measured on "
                   + "; ".join(f"{m}, {d}, with `{c}`" for m, d, c in machines) + "."]

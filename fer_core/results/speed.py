@@ -8,9 +8,9 @@ One implementation serves the app's Benchmarks page, ``python -m fer_core bench`
   classifier throughput at batch 1 and at batch 64 (faces/s) and the end-to-end latency of a 1 MP
   photo with one face (ms; JPEG bytes in, faces with emotions and the annotated image out).
   :func:`machine_info` describes the machine (CPU, cores, torch threads and version).
-* :func:`write_speed` / :func:`read_speed` keep the committed figures in
-  ``checkpoints/results/speed.csv`` (``python -m fer_core bench --write``).
-* :func:`benchmark_rows` joins the model cards, the membership-inference audit
+* :func:`fer_core.results.files.write_speed` / :func:`fer_core.results.files.read_speed` keep the committed
+  figures in ``checkpoints/results/speed.csv`` (``python -m fer_core bench --write``).
+* :func:`fer_core.results.tables.benchmark_rows` joins the model cards, the membership-inference audit
   (``checkpoints/results/audit.csv``) and the speed file into one row per model.
 
 Speed figures are medians of per-iteration wall times after one warm-up call, so a short burst of
@@ -20,31 +20,25 @@ the number of torch threads and what else runs on the machine.
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import torch
+from PIL import Image
 
 from fer_core.data.images import load_image
 from fer_core.inference.detect import FaceDetector
 from fer_core.inference.pipeline import SAMPLE_PHOTO, analyze_photo
-from fer_core.models.checkpoint import CHECKPOINT_DIR, Checkpoint, load_checkpoint
+from fer_core.models.checkpoint import Checkpoint, load_checkpoint
 from fer_core.models.predict import classify_faces
 from fer_core.results.files import finite_or_none
 
-SPEED_RESULTS = CHECKPOINT_DIR / "results" / "speed.csv"
-SPEED_ENV = "FER_SPEED_RESULTS"
-#: The figures :func:`measure_model` returns (faces per second, faces per second, milliseconds).
-FIGURES = ("faces_per_s_batch1", "faces_per_s_batch64", "photo_ms")
-MACHINE_FIELDS = ("cpu", "cpu_count", "threads", "torch", "python", "platform")
-SPEED_COLUMNS = ["model", *FIGURES, "faces_in_photo", "budget_s", *MACHINE_FIELDS, "measured", "command"]
 PHOTO_SIDE = 1000  # the end-to-end photo: 1000 x 1000 px (1 MP), one face
 
 #: ``progress(fraction, text)``: ``fraction`` in [0, 1] of the whole run, ``text`` says what is being timed.
@@ -72,8 +66,6 @@ def machine_info() -> dict:
         (logical cores, :func:`os.cpu_count`), ``threads`` (torch intra-op threads now),
         ``torch``, ``python`` (versions) and ``platform`` (:func:`platform.platform`).
     """
-    import torch
-
     return {"cpu": _cpu_name(), "cpu_count": os.cpu_count() or 0, "threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform()}
 
@@ -86,6 +78,12 @@ def describe_machine(info: dict) -> str:
             f"{threads} torch thread{'s' * (threads != 1)}, torch {info.get('torch') or '?'}")
 
 
+def measured_on(speed_rows: Iterable[dict]) -> list[tuple[str, str, str]]:
+    """The distinct ``(machine, date, command)`` of speed-CSV rows (:func:`fer_core.results.files.read_speed`),
+    sorted: :func:`describe_machine`, the ``measured`` date (``YYYY-MM-DD``) and the ``command``."""
+    return sorted({(describe_machine(r), (r.get("measured") or "")[:10], r.get("command") or "") for r in speed_rows})
+
+
 def _jpeg(img) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=90)
@@ -94,17 +92,11 @@ def _jpeg(img) -> bytes:
 
 def benchmark_photo(side: int = PHOTO_SIDE) -> bytes:
     """JPEG bytes of the shipped sample portrait (public domain, one face) resized to ``side x side`` px."""
-    from PIL import Image
-
-
     return _jpeg(Image.fromarray(load_image(SAMPLE_PHOTO)).resize((side, side), Image.BICUBIC))
 
 
 def group_photo() -> bytes:
     """JPEG bytes of a 4000 x 3000 px (12 MP) photo with ten faces cut from the sample portrait."""
-    from PIL import Image
-
-
     portrait = Image.fromarray(load_image(SAMPLE_PHOTO))
     face = portrait.crop((110, 10, 340, 260)).resize((330, 360), Image.BICUBIC)
     canvas = Image.new("RGB", (4000, 3000), (190, 195, 200))
@@ -192,21 +184,17 @@ def measure_model(
         photo: JPEG/PNG bytes for the end-to-end figure (default :func:`benchmark_photo`).
 
     Returns:
-        ``model`` (card name), the :data:`FIGURES` (floats > 0), ``faces_in_photo`` (faces found in
-        the photo), ``runs`` ({figure: timed calls}), ``budget_s``, ``threads`` and ``seconds``
-        (wall time of the whole measurement).
+        ``model`` (card name), the :data:`fer_core.results.files.FIGURES` (floats > 0),
+        ``faces_in_photo`` (faces found in the photo), ``runs`` ({figure: timed calls}), ``budget_s``,
+        ``threads`` and ``seconds`` (wall time of the whole measurement).
 
     Raises:
         ValueError: ``budget_s`` is not a positive number or ``threads`` not a whole number >= 1.
         fer_core.models.checkpoint.CheckpointError: ``checkpoint`` cannot be loaded.
     """
-    import torch
-
-
     _check_budget(budget_s, threads)
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     if detector is None:
-
         detector = FaceDetector("yunet")
     photo = benchmark_photo() if photo is None else photo
     faces = np.random.default_rng(0).integers(0, 256, (64, 48, 48), dtype=np.uint8)
@@ -258,7 +246,6 @@ def measure_models(
     _check_budget(budget_s, threads)
     ckpts = [c if isinstance(c, Checkpoint) else load_checkpoint(c) for c in checkpoints]
     if detector is None:
-
         detector = FaceDetector("yunet")
     photo = benchmark_photo()
     n = max(1, len(ckpts))
@@ -267,76 +254,3 @@ def measure_models(
         sub = None if progress is None else (lambda f, t, k=k: progress((k + f) / n, t))
         results.append(measure_model(ckpt, budget_s, threads, sub, detector=detector, photo=photo))
     return results
-
-
-# --- the committed figures (checkpoints/results/speed.csv) ---------------------------------------------------------
-
-
-def speed_path() -> Path:
-    """Where the committed speed figures are read: ``$FER_SPEED_RESULTS``, else :data:`SPEED_RESULTS`."""
-    env = os.environ.get(SPEED_ENV)
-    return Path(env).expanduser() if env else SPEED_RESULTS
-
-
-def read_speed(path: str | os.PathLike | None = None) -> list[dict]:
-    """Rows of a speed CSV (columns :data:`SPEED_COLUMNS`), default :func:`speed_path`.
-
-    Returns:
-        One dict per row with the :data:`FIGURES`, ``budget_s``, ``cpu_count``, ``threads`` and
-        ``faces_in_photo`` as floats (None where empty or not a number) and the rest as stripped
-        strings; ``[]`` when the file is missing or unreadable.
-    """
-    p = Path(path) if path is not None else speed_path()
-    try:
-        with open(p, newline="", encoding="utf-8") as fh:
-            raw = list(csv.DictReader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return []
-    numeric = {*FIGURES, "faces_in_photo", "budget_s", "cpu_count", "threads"}
-    return [{k: finite_or_none(r.get(k)) if k in numeric else (r.get(k) or "").strip() for k in SPEED_COLUMNS}
-            for r in raw]
-
-
-def write_speed(results: list[dict], machine: dict, path: str | os.PathLike = SPEED_RESULTS,
-                command: str = "") -> list[dict]:
-    """Write :func:`measure_model` results to a speed CSV, replacing the rows of the same models.
-
-    Rows of other models already in the file are kept (each row names its own machine), and rows are
-    ordered by model name.
-
-    Args:
-        results: dicts from :func:`measure_model`.
-        machine: :func:`machine_info` of the machine that measured them.
-        path: the CSV to (re)write (its folder is created).
-        command: the command line, recorded in each row.
-
-    Returns:
-        Every row now in the file (as written, strings and numbers).
-    """
-    p = Path(path)
-    measured = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    new = {r["model"]: {
-        "model": r["model"], **{k: round(float(r[k]), 1) for k in FIGURES},
-        "faces_in_photo": r.get("faces_in_photo", ""), "budget_s": r.get("budget_s", ""),
-        **{k: machine.get(k, "") for k in MACHINE_FIELDS}, "threads": r.get("threads", machine.get("threads", "")),
-        "measured": measured, "command": command,
-    } for r in results}
-    kept = [{k: "" if v is None else v for k, v in r.items()} for r in read_speed(p) if r["model"] not in new]
-    rows = sorted([*kept, *new.values()], key=lambda r: r["model"])
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=SPEED_COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, p)
-    return rows
-
-
-# --- the side-by-side table ----------------------------------------------------------------------------------------
-
-
-
-
-
-

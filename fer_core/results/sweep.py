@@ -14,7 +14,6 @@ the sweep trains it once (``checkpoints/fer2013_public_resnet``) if it is missin
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
@@ -23,12 +22,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from safetensors.torch import load_file
 
 from fer_core import EMOTIONS
 from fer_core.models.architectures import build_model
 from fer_core.models.checkpoint import CHECKPOINT_DIR, save_checkpoint
 from fer_core.privacy.accounting import DELTA, DP_METHODS, PrivacyError
-from fer_core.results.files import SWEEP_COLUMNS, SWEEP_RESULTS, finite_or_none, read_sweep
+from fer_core.results.files import SWEEP_RESULTS, finite_or_none, read_sweep, write_sweep
 from fer_core.training.config import FREE_OPTIONS
 from fer_core.training.lifecycle import main
 
@@ -56,7 +56,6 @@ RECIPES: dict[str, dict] = {
 # Stage 1 of two-stage: the ordinary recipe on the public share only.
 STAGE1_RECIPE = dict(arch="resnet", model_args={}, epochs=30, batch_size=128, lr=0.05, train_rows="public",
                      public_fraction=PUBLIC_FRACTION, compile=True, channels_last=True)
-
 
 
 def _eps_tag(epsilon: float) -> str:
@@ -89,24 +88,12 @@ def sweep_row(card: dict, run: str, command: str) -> dict:
 
 
 
-
-def _write(rows: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=SWEEP_COLUMNS)
-        w.writeheader()
-        w.writerows(sorted(rows, key=lambda r: (r["method"], float(r["target_epsilon"]))))
-    tmp.replace(path)
-
-
 def _finished_card(cfg) -> dict | None:
     """The final card of a finished run of exactly this configuration in ``cfg.out``, else None."""
     path = Path(cfg.out) / "final_card.json"
     if not path.exists():
         return None
     card = json.loads(path.read_text())
-
     want = json.loads(json.dumps(cfg.to_dict()))
     same = all(card.get("config", {}).get(k) == v for k, v in want.items() if k not in FREE_OPTIONS)
     return card if same else None
@@ -114,7 +101,6 @@ def _finished_card(cfg) -> dict | None:
 
 def ensure_stage1(base, stage1: Path = STAGE1, command: str = "", out_root: Path = Path("runs/sweep")) -> Path:
     """The two-stage method's stage-1 checkpoint; trained on the public share if missing."""
-
     if (Path(stage1) / "model.json").exists():
         return Path(stage1)
     cfg = dataclasses.replace(base, **STAGE1_RECIPE, out=str(out_root / Path(stage1).name), export=str(stage1),
@@ -153,7 +139,6 @@ def run_sweep(
     Raises:
         fer_core.privacy.accounting.PrivacyError: an unknown method or an unreachable epsilon.
     """
-
     unknown = [m for m in methods if m not in DP_METHODS]
     if unknown:
         raise PrivacyError(f"unknown method(s) {unknown}; choose from {', '.join(DP_METHODS)}")
@@ -174,12 +159,12 @@ def run_sweep(
                 card = json.loads((Path(cfg.out) / "final_card.json").read_text())
             row = sweep_row(card, name, command)
             rows[(method, float(eps))] = row
-            _write(list(rows.values()), results_path)
+            write_sweep(list(rows.values()), results_path)
             print(f"{name}: PrivateTest {row['privatetest_accuracy']:.4f} at epsilon {row['epsilon']:.3f} "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
     if export_dir is not None:
         export_best(list(rows.values()), Path(out_root), Path(export_dir))
-        _write(list(rows.values()), results_path)
+        write_sweep(list(rows.values()), results_path)
     return list(rows.values())
 
 
@@ -189,9 +174,6 @@ def export_best(rows: list[dict], out_root: Path, export_dir: Path) -> list[str]
     The checkpoint is the run's ``best.safetensors`` with its final card (what ``main`` exports).
     Marks the chosen rows' ``checkpoint`` column. Returns the checkpoint folder names written.
     """
-    from safetensors.torch import load_file
-
-
     written = []
     groups: dict[tuple[str, float], list[dict]] = {}
     for r in rows:
@@ -222,7 +204,7 @@ def expected_accuracy(rows: list[dict], method: str, epsilon: float) -> float | 
     ``epsilon`` column against ``privatetest_accuracy``; points at the same epsilon are averaged).
 
     Args:
-        rows: :func:`sweep_rows` / :func:`fer_core.results.sweep.read_sweep` rows.
+        rows: :func:`fer_core.results.files.sweep_rows` / :func:`fer_core.results.files.read_sweep` rows.
         method: ``dp-sgd``, ``scatternet`` or ``two-stage`` (the ``method`` column).
         epsilon: > 0.
 

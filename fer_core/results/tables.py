@@ -1,63 +1,138 @@
-"""Reading model cards into table rows for the app and reports."""
+"""Model card -> table row, once.
+
+:func:`card_row` turns one model card (plus the audit and speed rows of its model, if any) into one
+dict of display fields; the Models page (:func:`summary_rows`), the Benchmarks page and README
+benchmarks table (:func:`benchmark_rows`), the README models table
+(:func:`fer_core.results.report.models_table`) and the model picker
+(:func:`fer_core.app.support.checkpoint_label`) all format from it. :func:`privacy_text` is the one
+way a privacy block is written, :func:`label_set_title` the one way a label set is named.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from fer_core import LABEL_SET_TITLES
+from fer_core.models.checkpoint import ModelCard
 from fer_core.results.files import finite_or_none
 
-
-def summary_rows(cards: Iterable[dict]) -> list[dict]:
-    """One flat row per model card: name, arch, parameters, MACs, privacy and test metrics (shares 0-1)."""
-    rows = []
-    for c in cards:
-        m = c.get("metrics", {})
-        pub, priv = m.get("PublicTest", {}), m.get("PrivateTest", {})
-        p = c.get("privacy", {})
-        rows.append({
-            "model": c.get("name"),
-            "arch": c.get("arch"),
-            "labels": {"ferplus": "FER+ (8)"}.get(c.get("label_set"), "FER2013 (7)"),
-            "parameters": c.get("parameters"),
-            "MACs": c.get("macs"),
-            "private": bool(p.get("private")),
-            "epsilon": p.get("epsilon"),
-            "delta": p.get("delta"),
-            "PublicTest accuracy": pub.get("accuracy"),
-            "PrivateTest accuracy": priv.get("accuracy"),
-            "PrivateTest macro_f1": priv.get("macro_f1"),
-            "PrivateTest accuracy (dedup)": priv.get("accuracy_dedup"),
-            "negative-vs-other F1": priv.get("negative_vs_other", {}).get("f1"),
-            "ECE": priv.get("ece"),
-        })
-    return rows
-
-
-def history_rows(card: dict) -> list[dict]:
-    """Per-epoch training rows of a model card (``epoch``, ``train_accuracy``, ``val_accuracy``...), or []."""
-    return list(card.get("history") or [])
-
-
-#: Columns of :func:`benchmark_rows`, in display order.
+#: Columns of :func:`benchmark_rows`, in display order (all of them fields of :func:`card_row`).
 BENCHMARK_COLUMNS = [
     "model", "arch", "label set", "parameters", "MACs", "training data", "private", "method", "privacy", "ε", "δ",
     "PrivateTest accuracy", "PrivateTest macro-F1", "PrivateTest accuracy (dedup)", "negative-vs-other F1", "ECE",
     "audit AUC (RMIA)", "audit AUC (loss)", "faces/s batch 1", "faces/s batch 64", "photo ms",
 ]
 
-
-#: :data:`FIGURES` -> their column in :func:`benchmark_rows`.
+#: :data:`fer_core.results.files.FIGURES` -> their field in :func:`card_row`.
 FIGURE_COLUMNS = {"faces_per_s_batch1": "faces/s batch 1", "faces_per_s_batch64": "faces/s batch 64",
                   "photo_ms": "photo ms"}
 
+#: Columns of :func:`summary_rows` (the Models page) -> the :func:`card_row` field each shows.
+SUMMARY_COLUMNS = {
+    "model": "model", "arch": "arch", "labels": "labels", "parameters": "parameters", "MACs": "MACs",
+    "private": "private", "epsilon": "ε", "delta": "δ", "PublicTest accuracy": "PublicTest accuracy",
+    "PrivateTest accuracy": "PrivateTest accuracy", "PrivateTest macro_f1": "PrivateTest macro-F1",
+    "PrivateTest accuracy (dedup)": "PrivateTest accuracy (dedup)", "negative-vs-other F1": "negative-vs-other F1",
+    "ECE": "ECE",
+}
 
-def privacy_text(privacy: dict | None) -> str:
-    """``"ε = 0.977, δ = 1e-05"`` for a private model card's ``privacy`` block, else ``"not private"``."""
+
+def label_set_title(label_set: str, n_classes: int | None = None) -> str:
+    """``"FER+"``, or ``"FER+ (8)"`` with the class count (:data:`fer_core.LABEL_SET_TITLES`; other names as given)."""
+    title = LABEL_SET_TITLES.get(label_set, label_set)
+    return title if n_classes is None else f"{title} ({n_classes})"
+
+
+def privacy_text(privacy: dict | None, compact: bool = False) -> str:
+    """``"ε = 0.977, δ = 1e-05"`` (``compact``: ``"ε=0.977"``) for a private model card's ``privacy`` block,
+    else ``"not private"``."""
     p = privacy or {}
     if not p.get("private"):
         return "not private"
     eps, delta = finite_or_none(p.get("epsilon")), finite_or_none(p.get("delta"))
-    return f"ε = {'?' if eps is None else format(eps, 'g')}, δ = {'?' if delta is None else format(delta, 'g')}"
+    eps_s = "?" if eps is None else format(eps, "g")
+    if compact:
+        return f"ε={eps_s}"
+    return f"ε = {eps_s}, δ = {'?' if delta is None else format(delta, 'g')}"
+
+
+def as_card(card: dict) -> ModelCard:
+    """``card`` as a :class:`fer_core.models.checkpoint.ModelCard`: unchanged when it is one (as
+    :func:`fer_core.models.checkpoint.read_card` gives), else a hand-made dict filled like a card on disk,
+    with an empty ``model_args`` and ``classes`` where missing and the ``fer2013`` label set where it
+    names none."""
+    if isinstance(card, ModelCard):
+        return card
+    return ModelCard.from_json({"model_args": {}, "classes": [], "label_set": "fer2013", **card})
+
+
+def card_row(card: dict, audit_rows: Iterable[dict] = (), speed_rows: Iterable[dict] = (),
+             split: str = "PrivateTest") -> dict:
+    """One model card as one row of display fields.
+
+    Args:
+        card: a model card (:func:`fer_core.models.checkpoint.read_card`; a plain dict is read with
+            :func:`as_card`).
+        audit_rows: rows of ``audit.csv`` (``model``, ``attack``, ``auc``; strings or numbers); only this
+            model's are used (the last valid one per attack).
+        speed_rows: rows of a speed CSV (:func:`fer_core.results.files.read_speed`); only this model's.
+        split: the test split whose metrics fill the ``PrivateTest ...`` fields.
+
+    Returns:
+        ``model``, ``arch``, ``label set`` (``"ferplus (8 classes)"``), ``labels``
+        (:func:`label_set_title` with the class count), ``parameters``/``MACs`` (ints or None),
+        ``training data`` (the card's data description), ``private`` (bool), ``method`` (the DP method
+        or ``"not private"``), ``privacy`` (:func:`privacy_text`), ``ε``/``δ`` (floats; None when not
+        private), ``PublicTest accuracy`` and the test metrics ``PrivateTest accuracy``, ``... macro-F1``,
+        ``... accuracy (dedup)``, ``... accuracy (flip TTA)``, ``negative-vs-other F1``, ``ECE`` (shares in
+        [0, 1] or None), ``train seconds`` (the card's wall time or None), ``audit AUC (RMIA)``/``(loss)``
+        (0-1 or None) and the speed fields of :data:`FIGURE_COLUMNS` (faces/s, ms, or None).
+    """
+    c = as_card(card)
+    name = c.name
+    auc: dict[str, float] = {}
+    for r in audit_rows:
+        v = finite_or_none(r.get("auc"))
+        if str(r.get("model") or "").strip() == name and r.get("attack") and v is not None:
+            auc[str(r["attack"]).strip()] = v
+    speed: dict = {}
+    for r in speed_rows:
+        if r.get("model") and str(r["model"]).strip() == name:
+            speed = r
+    m, pub, p = c.metrics(split), c.metrics("PublicTest"), c.privacy
+    data = c.get("data") or {}
+    n_classes = len(c.classes)
+    return {
+        "model": name,
+        "arch": c.get("arch"),
+        "label set": f"{c.label_set} ({n_classes} classes)",
+        "labels": label_set_title(c.label_set, n_classes),
+        "parameters": c.get("parameters"),
+        "MACs": c.get("macs"),
+        "training data": data.get("description") or data.get("source") or "unknown",
+        "private": c.is_private,
+        "method": p.get("method") if c.is_private else "not private",
+        "privacy": privacy_text(p),
+        "ε": finite_or_none(p.get("epsilon")) if c.is_private else None,
+        "δ": finite_or_none(p.get("delta")) if c.is_private else None,
+        "PublicTest accuracy": finite_or_none(pub.get("accuracy")),
+        "PrivateTest accuracy": finite_or_none(m.get("accuracy")),
+        "PrivateTest macro-F1": finite_or_none(m.get("macro_f1")),
+        "PrivateTest accuracy (dedup)": finite_or_none(m.get("accuracy_dedup")),
+        "PrivateTest accuracy (flip TTA)": finite_or_none(m.get("accuracy_flip_tta")),
+        "negative-vs-other F1": finite_or_none((m.get("negative_vs_other") or {}).get("f1")),
+        "ECE": finite_or_none(m.get("ece")),
+        "train seconds": finite_or_none(c.get("wall_time_s")),
+        "audit AUC (RMIA)": auc.get("rmia"),
+        "audit AUC (loss)": auc.get("loss"),
+        **{col: finite_or_none(speed.get(key)) for key, col in FIGURE_COLUMNS.items()},
+    }
+
+
+def summary_rows(cards: Iterable[dict]) -> list[dict]:
+    """One flat row per model card for the Models page: :data:`SUMMARY_COLUMNS` of :func:`card_row`."""
+    rows = [card_row(c) for c in cards]
+    return [{col: r[field] for col, field in SUMMARY_COLUMNS.items()} for r in rows]
 
 
 def benchmark_rows(cards: Iterable[dict], audit_rows: Iterable[dict] = (), speed_rows: Iterable[dict] = (),
@@ -67,52 +142,28 @@ def benchmark_rows(cards: Iterable[dict], audit_rows: Iterable[dict] = (), speed
     Args:
         cards: model cards (``model.json``), e.g. from :func:`fer_core.app.support.available_checkpoints`.
         audit_rows: rows of ``audit.csv`` (``model``, ``attack``, ``auc``; strings or numbers).
-        speed_rows: rows of a speed CSV (:func:`read_speed`).
+        speed_rows: rows of a speed CSV (:func:`fer_core.results.files.read_speed`).
         split: the test split whose metrics are shown.
 
     Returns:
-        Dicts with :data:`BENCHMARK_COLUMNS`: ``parameters``/``MACs`` ints, ``label set`` the card's
-        ``label_set`` (``"fer2013"`` when absent) with its class count, ``training data`` the card's
-        data description, ``private`` bool, ``method`` the DP method or ``"not private"``, ``privacy``
-        :func:`privacy_text`, ``ε``/``δ`` floats or None (not private), metrics as
-        shares in [0, 1] or None, audit AUCs (0-1) and speed figures (faces/s, ms) or None when the
-        files have no row for the model. Cards without a name are skipped.
+        Dicts with :data:`BENCHMARK_COLUMNS`, the :func:`card_row` fields of the same names. Cards
+        without a name are skipped.
     """
-    auc: dict[tuple[str, str], float] = {}
-    for r in audit_rows:
-        v = finite_or_none(r.get("auc"))
-        if r.get("model") and r.get("attack") and v is not None:
-            auc[(str(r["model"]).strip(), str(r["attack"]).strip())] = v
-    speed = {str(r.get("model")).strip(): r for r in speed_rows if r.get("model")}
-    rows = []
-    for c in cards:
-        name = c.get("name")
-        if not name:
-            continue
-        m = (c.get("metrics") or {}).get(split) or {}
-        p = c.get("privacy") or {}
-        data = c.get("data") or {}
-        classes = c.get("classes") or []
-        s = speed.get(name, {})
-        rows.append({
-            "model": name,
-            "arch": c.get("arch"),
-            "label set": f"{c.get('label_set') or 'fer2013'} ({len(classes)} classes)",
-            "parameters": c.get("parameters"),
-            "MACs": c.get("macs"),
-            "training data": data.get("description") or data.get("source") or "unknown",
-            "private": bool(p.get("private")),
-            "method": p.get("method") if p.get("private") else "not private",
-            "privacy": privacy_text(p),
-            "ε": finite_or_none(p.get("epsilon")) if p.get("private") else None,
-            "δ": finite_or_none(p.get("delta")) if p.get("private") else None,
-            "PrivateTest accuracy": finite_or_none(m.get("accuracy")),
-            "PrivateTest macro-F1": finite_or_none(m.get("macro_f1")),
-            "PrivateTest accuracy (dedup)": finite_or_none(m.get("accuracy_dedup")),
-            "negative-vs-other F1": finite_or_none((m.get("negative_vs_other") or {}).get("f1")),
-            "ECE": finite_or_none(m.get("ece")),
-            "audit AUC (RMIA)": auc.get((name, "rmia")),
-            "audit AUC (loss)": auc.get((name, "loss")),
-            **{col: finite_or_none(s.get(key)) for key, col in FIGURE_COLUMNS.items()},
-        })
-    return rows
+    audit, speed = list(audit_rows), list(speed_rows)
+    rows = [card_row(c, audit, speed, split) for c in cards if c.get("name")]
+    return [{col: r[col] for col in BENCHMARK_COLUMNS} for r in rows]
+
+
+def history_rows(card: dict) -> list[dict]:
+    """Per-epoch training rows of a model card (``epoch``, ``train_accuracy``, ``val_accuracy``...), or []."""
+    return as_card(card).history
+
+
+def privacy_details(card: dict) -> str:
+    """One Markdown sentence on how a private model was trained: method, ε, δ, accountant, noise, clipping,
+    steps and the card's notes on its rows and method."""
+    p = as_card(card).privacy
+    return (f"**{p.get('method', '?')}**, ε = {p.get('epsilon')}, δ = {p.get('delta')} "
+            f"({p.get('accountant', '?')} accountant), noise multiplier {p.get('noise_multiplier')}, "
+            f"clipping norm {p.get('max_grad_norm')}, {p.get('steps')} steps. "
+            f"{p.get('rows', '')} {p.get('method_note', '')}")
