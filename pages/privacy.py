@@ -11,7 +11,7 @@ from fer_core.app.support import (
     explorer_dataset,
     private_cards,
 )
-from fer_core.privacy.accounting import DELTA, PrivacyError
+from fer_core.privacy.accounting import ACCOUNTANTS, DELTA, PrivacyError
 from fer_core.privacy.engine import METHOD_NOTES
 from fer_core.results.files import sweep_path, sweep_rows
 from fer_core.results.tables import card_row, history_rows, privacy_details
@@ -86,7 +86,7 @@ n_rows = c1.number_input("Private rows N", min_value=1, value=n_train or 10_000,
 batch = c2.number_input("Batch size", min_value=1, value=1024, step=1, key="plan_batch")
 epochs = c3.number_input("Epochs", min_value=1, value=20, step=1, key="plan_epochs")
 delta = c4.number_input("δ", min_value=1e-12, max_value=0.5, value=DELTA, step=1e-6, format="%.1e", key="plan_delta")
-accountant = c5.selectbox("Accountant", ["prv", "rdp"], key="plan_accountant",
+accountant = c5.selectbox("Accountant", list(ACCOUNTANTS), key="plan_accountant",
                           help="PRV (Gopi et al. 2021) is tighter; RDP (Mironov 2017) is the classic bound.")
 mode = st.radio("Compute", ["noise multiplier → ε", "target ε → noise multiplier"], horizontal=True, key="plan_mode")
 if mode.startswith("noise"):

@@ -1,4 +1,8 @@
-"""TODO docstring."""
+"""WebRTC settings of the Webcam page: the ICE servers (STUN/TURN) the browser and the server use.
+
+With nothing configured no third-party server is contacted (localhost or a LAN without NAT); a
+remote deployment names its servers in environment variables or ``.streamlit/secrets.toml``.
+"""
 
 from __future__ import annotations
 

@@ -43,11 +43,12 @@ from fer_core.data.ferplus import with_label_set
 from fer_core.models.architectures import build_model
 from fer_core.models.checkpoint import load_checkpoint, update_card
 from fer_core.models.predict import predict_proba
-from fer_core.privacy.rows import public_private_split
 from fer_core.results.files import AUDIT_RESULTS, audit_roc_path, read_audit, read_audit_roc, write_audit
 from fer_core.training.config import TrainConfig
+from fer_core.training.lifecycle import strategy_for
 from fer_core.training.optim import make_optimizer
 from fer_core.training.plain import train_one_epoch
+from fer_core.training.rows import train_row_indices
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,9 @@ class AuditRows:
 def membership_rows(card: dict, dataset, n: int = 2000, n_population: int = 1000, seed: int = 0) -> AuditRows:
     """Balanced members / non-members for a model, from its model card.
 
-    Members are a seeded sample of the rows the card says were trained on (``data.train_rows``:
-    all of ``Training``, its public share, or its private share; ``limit_train`` honoured).
+    Members are a seeded sample of the rows the card's training config trained on
+    (:func:`fer_core.training.rows.train_row_indices`: all of ``Training``, its public share or its
+    private share; ``limit_train`` honoured).
     Non-members, population faces and the reference models' pool are disjoint samples of
     ``PublicTest`` + ``PrivateTest`` rows whose image does not also occur in ``Training``.
 
@@ -86,13 +88,9 @@ def membership_rows(card: dict, dataset, n: int = 2000, n_population: int = 1000
     if data.get("sha256") and data["sha256"] != dataset.sha256:
         raise ValueError("this dataset is not the one the model was trained on (sha256 differs); "
                          "audit it with the training data file")
-    train = dataset.indices(data.get("train_split", "Training"))
-    which = data.get("train_rows", "all")
-    if which in ("public", "private"):
-        public, private = public_private_split(len(train), data["public_fraction"], data["public_seed"])
-        train = train[public if which == "public" else private]
-    used = int(data.get("train_rows_used", len(train)))
-    train = train[:used]
+    cfg = TrainConfig.from_dict(card.get("config", {}))
+    train, rows = train_row_indices(cfg, dataset, strategy_for(cfg).rows(cfg))
+    which = rows["train_rows"]
     unseen = np.concatenate([dataset.indices(s)[dataset.dedup_mask(s)]
                              for s in ("PublicTest", "PrivateTest") if s in dataset.splits])
     rng = np.random.default_rng(seed)

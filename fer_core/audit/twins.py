@@ -52,12 +52,10 @@ def twin_config(card: ModelCard, twin: int, twins: int, seed: int = 0, out_root:
     """
     if "config" not in card:
         raise ValueError(f"{card.name}'s card has no training config: it cannot be twinned")
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    recipe = {k: v for k, v in card["config"].items() if k in known}
-    recipe.update(out=str(Path(out_root) / card.name / f"twin{twin}_of{twins}_seed{seed}"), export=None,
-                  name=f"{card.name}_twin{twin}", twin=twin, twins=twins, twin_seed=seed, progress=False,
-                  stop_after=None, **({"data": data} if data else {}), **overrides)
-    return TrainConfig(**recipe)
+    return TrainConfig.from_dict(
+        card["config"], out=str(Path(out_root) / card.name / f"twin{twin}_of{twins}_seed{seed}"), export=None,
+        name=f"{card.name}_twin{twin}", twin=twin, twins=twins, twin_seed=seed, progress=False, stop_after=None,
+        **({"data": data} if data else {}), **overrides)
 
 
 def train_twins(card: ModelCard, twins: int = 16, seed: int = 0, out_root: Path = TWINS_DIR,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fer_core.models.architectures import ARCHITECTURES
 from fer_core.results.files import ARCH_RESULTS, write_architectures
+from fer_core.training.card import FINAL_CARD_FILE
 from fer_core.training.lifecycle import main
 
 
@@ -36,7 +37,7 @@ def compare_architectures(
         res = main(cfg, command=command)
         if not res["finished"]:
             continue
-        card = json.loads((Path(cfg.out) / "final_card.json").read_text())
+        card = json.loads((Path(cfg.out) / FINAL_CARD_FILE).read_text())
         pub, priv = card["metrics"][cfg.val_split], card["metrics"].get(cfg.test_split, {})
         hist = res["history"]
         rows.append({

@@ -29,8 +29,10 @@ from fer_core.models.architectures import build_model
 from fer_core.models.checkpoint import CHECKPOINT_DIR, save_checkpoint
 from fer_core.privacy.accounting import DELTA, DP_METHODS, PrivacyError
 from fer_core.results.files import SWEEP_RESULTS, finite_or_none, read_sweep, write_sweep
+from fer_core.training.card import FINAL_CARD_FILE
 from fer_core.training.config import FREE_OPTIONS
 from fer_core.training.lifecycle import main
+from fer_core.training.validation import BEST_FILE
 
 EPSILONS = (0.5, 1.0, 2.0, 4.0, 8.0)
 STAGE1 = CHECKPOINT_DIR / "fer2013_public_resnet"
@@ -90,7 +92,7 @@ def sweep_row(card: dict, run: str, command: str) -> dict:
 
 def _finished_card(cfg) -> dict | None:
     """The final card of a finished run of exactly this configuration in ``cfg.out``, else None."""
-    path = Path(cfg.out) / "final_card.json"
+    path = Path(cfg.out) / FINAL_CARD_FILE
     if not path.exists():
         return None
     card = json.loads(path.read_text())
@@ -156,7 +158,7 @@ def run_sweep(
                 res = main(cfg, command=command)
                 if not res["finished"]:
                     continue
-                card = json.loads((Path(cfg.out) / "final_card.json").read_text())
+                card = json.loads((Path(cfg.out) / FINAL_CARD_FILE).read_text())
             row = sweep_row(card, name, command)
             rows[(method, float(eps))] = row
             write_sweep(list(rows.values()), results_path)
@@ -171,7 +173,8 @@ def run_sweep(
 def export_best(rows: list[dict], out_root: Path, export_dir: Path) -> list[str]:
     """Copy the best run (by PublicTest accuracy) per target epsilon and privacy class into checkpoints.
 
-    The checkpoint is the run's ``best.safetensors`` with its final card (what ``main`` exports).
+    The checkpoint is the run's chosen weights (:data:`~fer_core.training.validation.BEST_FILE`) with its final
+    card (what ``main`` exports).
     Marks the chosen rows' ``checkpoint`` column. Returns the checkpoint folder names written.
     """
     written = []
@@ -182,12 +185,12 @@ def export_best(rows: list[dict], out_root: Path, export_dir: Path) -> list[str]
     for group in groups.values():
         best = max(group, key=lambda r: float(r["publictest_accuracy"]))
         run = out_root / best["run"]
-        card_path = run / "final_card.json"
+        card_path = run / FINAL_CARD_FILE
         if not card_path.exists():
             continue
         card = json.loads(card_path.read_text())
         model = build_model(card["arch"], **card["model_args"])
-        model.load_state_dict(load_file(str(run / "best.safetensors")))
+        model.load_state_dict(load_file(str(run / BEST_FILE)))
         dest = export_dir / best["run"]
         if dest.exists():
             shutil.rmtree(dest)

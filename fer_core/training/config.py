@@ -140,6 +140,16 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, config: dict, **overrides) -> TrainConfig:
+        """The config a model card recorded (``card["config"]``), with ``overrides`` on top.
+
+        Keys of fields added since that card was written take their defaults; keys this version no
+        longer knows are ignored.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{**{k: v for k, v in config.items() if k in known}, **overrides})
+
     @property
     def augment_config(self) -> AugmentConfig:
         """:attr:`augment` as an :class:`~fer_core.data.augment.AugmentConfig` (lists from JSON as tuples)."""
