@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from fer_core.audit.membership import run_audit
+from fer_core.audit.twins import run_twin_audit
 from fer_core.data.datasets import DatasetError, load_dataset
 from fer_core.data.ferplus import with_label_set
 from fer_core.data.images import ImageError, encode_png
@@ -314,18 +315,30 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--references", type=int, default=4, help="RMIA reference models (0: loss attack only)")
     p.add_argument("--reference-epochs", type=int, default=15)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--results", help="CSV to write (default checkpoints/results/audit.csv)")
+    p.add_argument("--results", help="CSV to write (default checkpoints/results/audit.csv, or audit_twins.csv with "
+                   "--twins)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    g = p.add_argument_group("audit twins (members and non-members of one distribution)")
+    g.add_argument("--twins", type=int, default=0,
+                   help="audit each model's recipe through K twins trained on random halves of its training rows "
+                   "(LiRA with the other twins as shadow models, the loss attack, the blind baseline); 0: the "
+                   "shifted audit of the shipped model (members from Training, non-members from the test splits)")
+    g.add_argument("--twin-rows", type=int, default=4000, help="audited rows, sampled from the training rows")
+    g.add_argument("--twin-epochs", type=int, help="train the twins for this many epochs instead of the recipe's "
+                   "(recorded in the results)")
 
 
 def _run_audit(a: argparse.Namespace) -> int:
-
-
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     paths = a.checkpoint or [str(p) for p in list_checkpoints()]
-    rows = run_audit(paths, a.results, data=a.data, n=a.n, n_population=a.population, references=a.references,
-                     reference_epochs=a.reference_epochs, seed=a.seed)
+    if a.twins:
+        overrides = {"epochs": a.twin_epochs} if a.twin_epochs else {}
+        rows = run_twin_audit(paths, twins=a.twins, seed=a.seed, n_rows=a.twin_rows, data=a.data,
+                              results=a.results, command=_command_line(), **overrides)
+    else:
+        rows = run_audit(paths, a.results, data=a.data, n=a.n, n_population=a.population, references=a.references,
+                         reference_epochs=a.reference_epochs, seed=a.seed)
     print(json.dumps(rows, indent=2))
     return 0
 

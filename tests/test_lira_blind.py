@@ -135,3 +135,15 @@ def test_audit_twins_of_a_recipe_that_memorises_leak_and_their_split_is_not_shif
     assert res["loss"]["auc"] > 0.6 and res["lira"]["auc"] > 0.53  # the recipe memorises: members stand out
     assert 0.35 < res["blind"].auc < 0.65 and not res["blind"].shifted  # same distribution by construction
     assert res["loss"]["n_members"] + res["loss"]["n_nonmembers"] == 4 * 256
+
+    # The command's path: the same twins read back (not retrained), results file and card written.
+    from fer_core.audit.twins import run_twin_audit
+    from fer_core.results.files import read_twin_audit
+
+    out = tmp_path / "audit_twins.csv"
+    rows = run_twin_audit([str(tmp_path / "ck")], twins=4, n_rows=256, out_root=tmp_path / "twins", results=str(out))
+    assert {r["attack"] for r in rows} == {"loss", "lira"} and read_twin_audit(out) == rows
+    lira = next(r for r in rows if r["attack"] == "lira")
+    assert lira["auc"] == pytest.approx(res["lira"]["auc"]) and lira["blind_auc"] == pytest.approx(res["blind"].auc,
+                                                                                                  abs=1e-4)
+    assert read_card(tmp_path / "ck")["audit_twins"]["lira"]["twins"] == 4

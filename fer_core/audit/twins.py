@@ -17,6 +17,8 @@ targets are pooled into one ROC, as in the LiRA paper. Twins are cached under
 from __future__ import annotations
 
 import dataclasses
+import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -29,17 +31,18 @@ from fer_core.audit.lira import lira_scores, logit_confidence
 from fer_core.data.datasets import FERDataset
 from fer_core.data.preprocess import to_model_input
 from fer_core.models.architectures import build_model, model_arguments, split_for_finetune
-from fer_core.models.checkpoint import ModelCard
+from fer_core.models.checkpoint import ModelCard, read_card, update_card
+from fer_core.results.files import TWIN_AUDIT_COLUMNS, TWIN_AUDIT_RESULTS, write_twin_audit
 from fer_core.training.config import TrainConfig
 from fer_core.training.lifecycle import main as train
 from fer_core.training.lifecycle import strategy_for
 from fer_core.training.rows import class_names, load_data, train_row_indices, twin_membership
 from fer_core.training.validation import BEST_FILE
 
-TWINS_DIR = Path("runs/twins")
+TWIN_AUDIT_DIR = Path("runs/twins")
 
 
-def twin_config(card: ModelCard, twin: int, twins: int, seed: int = 0, out_root: Path = TWINS_DIR,
+def twin_config(card: ModelCard, twin: int, twins: int, seed: int = 0, out_root: Path = TWIN_AUDIT_DIR,
                 data: str | None = None, **overrides) -> TrainConfig:
     """The config of audit twin ``twin`` of ``twins``: the card's training config on the twin's half.
 
@@ -58,7 +61,7 @@ def twin_config(card: ModelCard, twin: int, twins: int, seed: int = 0, out_root:
         **({"data": data} if data else {}), **overrides)
 
 
-def train_twins(card: ModelCard, twins: int = 16, seed: int = 0, out_root: Path = TWINS_DIR,
+def train_twins(card: ModelCard, twins: int = 16, seed: int = 0, out_root: Path = TWIN_AUDIT_DIR,
                 data: str | None = None, only: list[int] | None = None, **overrides) -> list[TrainConfig]:
     """Train (or resume, or read back) the twins of a model; returns their configs in order.
 
@@ -148,3 +151,53 @@ def audit_twins(card: ModelCard, cfgs: list[TrainConfig], n_rows: int = 4000, se
         "lira": attack_metrics(np.concatenate(lira_member), np.concatenate(lira), delta=delta, seed=seed),
         "claimed_epsilon": card.epsilon, "delta": card.delta,
     }
+
+
+def twin_audit_rows(result: dict, card: ModelCard, seconds: float, command: str = "",
+                    overrides: dict | None = None) -> list[dict]:
+    """The ``audit_twins.csv`` rows (:data:`~fer_core.results.files.TWIN_AUDIT_COLUMNS`) of one
+    :func:`audit_twins` result: one per attack."""
+    blind = result["blind"]
+    rows = []
+    for attack in ("loss", "lira"):
+        m = result[attack]
+        rows.append({
+            "model": card.name, "private": card.is_private, "method": card.privacy.get("method", ""),
+            "claimed_epsilon": card.epsilon, "delta": card.delta, "attack": attack, "twins": result["twins"],
+            "n_rows": result["n_rows"], **{k: m[k] for k in ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr",
+                                                             "balanced_accuracy", "epsilon_lower_bound")},
+            "blind_auc": round(blind.auc, 4), "blind_auc_low": round(blind.auc_interval[0], 4),
+            "blind_auc_high": round(blind.auc_interval[1], 4), "blind_shifted": blind.shifted,
+            "twin_overrides": json.dumps(overrides or {}, sort_keys=True), "seconds": round(seconds, 1),
+            "command": command,
+        })
+    return rows
+
+
+def run_twin_audit(paths: list[str], twins: int = 16, seed: int = 0, n_rows: int = 4000, data: str | None = None,
+                   out_root: Path = TWIN_AUDIT_DIR, results: str | None = None, command: str = "",
+                   **overrides) -> list[dict]:
+    """Train (or reuse) every model's twins, audit them, write ``audit_twins.csv`` and each card's ``audit_twins``.
+
+    Args:
+        paths: checkpoints whose recipes are audited.
+        overrides: recipe changes for every twin (e.g. ``epochs``), recorded in the rows.
+
+    Returns:
+        Every row now in the results file.
+    """
+    written = []
+    for path in paths:
+        card = read_card(path)
+        t0 = time.perf_counter()
+        cfgs = train_twins(card, twins, seed, out_root, data, **overrides)
+        result = audit_twins(card, cfgs, n_rows=n_rows, seed=seed)
+        rows = twin_audit_rows(result, card, time.perf_counter() - t0, command, overrides)
+        written = write_twin_audit(rows, results or TWIN_AUDIT_RESULTS)
+        update_card(path, audit_twins={r["attack"]: {k: r[k] for k in TWIN_AUDIT_COLUMNS
+                                                     if k not in ("model", "command")} for r in rows})
+        lira = next(r for r in rows if r["attack"] == "lira")
+        print(f"{card.name}: {twins} twins, LiRA AUC {lira['auc']:.3f}, TPR@0.1%FPR {lira['tpr_at_0.1pct_fpr']:.4f}, "
+              f"empirical epsilon >= {lira['epsilon_lower_bound']:.2f}; blind AUC {lira['blind_auc']:.3f} "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    return written

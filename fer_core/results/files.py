@@ -36,6 +36,7 @@ AUDIT_RESULTS = RESULTS_DIR / "audit.csv"
 AUDIT_ROC_NAME = "audit_roc.json"
 AUDIT_ROC = RESULTS_DIR / AUDIT_ROC_NAME
 SPEED_RESULTS = RESULTS_DIR / "speed.csv"
+TWIN_AUDIT_RESULTS = RESULTS_DIR / "audit_twins.csv"
 
 #: Environment variables that point the app at other result files (tests, other result sets).
 SWEEP_ENV = "FER_SWEEP_RESULTS"
@@ -62,6 +63,10 @@ AUDIT_FLOATS = ("claimed_epsilon", "delta", "auc", "tpr_at_1pct_fpr", "tpr_at_0.
                 "epsilon_lower_bound", "n_members", "n_nonmembers", "references", "seconds")
 _AUDIT_COUNTS = ("n_members", "n_nonmembers", "references")
 #: The speed figures (faces per second, faces per second, milliseconds).
+TWIN_AUDIT_COLUMNS = ["model", "private", "method", "claimed_epsilon", "delta", "attack", "twins", "n_rows", "auc",
+                      "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "balanced_accuracy", "epsilon_lower_bound",
+                      "blind_auc", "blind_auc_low", "blind_auc_high", "blind_shifted", "twin_overrides", "seconds",
+                      "command"]
 FIGURES = ("faces_per_s_batch1", "faces_per_s_batch64", "photo_ms")
 MACHINE_FIELDS = ("cpu", "cpu_count", "threads", "torch", "python", "platform")
 SPEED_COLUMNS = ["model", *FIGURES, "faces_in_photo", "budget_s", *MACHINE_FIELDS, "measured", "command"]
@@ -251,6 +256,35 @@ def write_audit(rows: Iterable[dict], rocs: dict, path: str | os.PathLike = AUDI
            for r in sorted(rows, key=lambda r: (r["model"], r["attack"]))]
     _write_csv(path, AUDIT_COLUMNS, out)
     _replace_atomically(audit_roc_path(path), lambda fh: fh.write(json.dumps(rocs) + "\n"))
+
+
+# --- audit_twins.csv ------------------------------------------------------------------------------------------------
+
+
+def read_twin_audit(path: str | os.PathLike = TWIN_AUDIT_RESULTS) -> list[dict]:
+    """Rows of ``audit_twins.csv`` (numbers as floats where they parse, ``blind_shifted`` as bool); [] if none."""
+    rows = _read_csv(path) or []
+    for r in rows:
+        for k, v in r.items():
+            if k == "blind_shifted":
+                r[k] = v == "True"
+            elif k not in ("model", "method", "attack", "twin_overrides", "command", "private"):
+                r[k] = finite_or_none(v)
+        r["private"] = r.get("private") == "True"
+    return rows
+
+
+def write_twin_audit(rows: Iterable[dict], path: str | os.PathLike = TWIN_AUDIT_RESULTS) -> list[dict]:
+    """Add or replace rows of ``audit_twins.csv`` (one per model and attack; other models' rows kept).
+
+    Returns:
+        Every row now in the file, ordered by model and attack.
+    """
+    merged = {(r["model"], r["attack"]): r for r in read_twin_audit(path)}
+    merged.update({(r["model"], r["attack"]): r for r in rows})
+    out = [merged[k] for k in sorted(merged)]
+    _write_csv(path, TWIN_AUDIT_COLUMNS, out)
+    return out
 
 
 # --- speed.csv -----------------------------------------------------------------------------------------------------
