@@ -7,6 +7,7 @@ mode with gradients off). Pages import from here instead of touching torch direc
 from __future__ import annotations
 
 import threading
+import warnings
 from pathlib import Path
 
 import streamlit as st
@@ -18,6 +19,7 @@ from fer_core.data.ferplus import with_label_set
 from fer_core.evaluation.compare import compare_on_split, example_faces
 from fer_core.inference.detect import FaceDetector
 from fer_core.inference.live import LiveAnalyzer, LiveTimeline
+from fer_core.inference.runtime import fast
 from fer_core.models.checkpoint import (
     DEFAULT_CHECKPOINT,
     Checkpoint,
@@ -40,9 +42,13 @@ def cached_detector(kind: str = "yunet", max_side: int = 640):
 
 @st.cache_resource(show_spinner="Loading model…")
 def cached_checkpoint(path: str) -> Checkpoint:
-    """The checkpoint at ``path``, loaded once per server process (shared, read-only)."""
+    """The checkpoint at ``path``, loaded once per server process (shared, read-only), its classifier on the
+    fast runtime (:func:`fer_core.inference.runtime.fast`: ONNX Runtime, one thread; torch where a network
+    does not export)."""
     torch.set_num_threads(1)  # the server shares the CPU with other sessions
-    return load_checkpoint(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a network that stays on torch is not the user's concern
+        return fast(load_checkpoint(path), threads=1)
 
 
 def selected_checkpoint() -> Checkpoint | None:

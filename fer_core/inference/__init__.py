@@ -47,6 +47,14 @@ from fer_core.inference.pipeline import (
     records_to_rows,
     rescale_records,
 )
+from fer_core.inference.runtime import (
+    PROBABILITY_TOLERANCE,
+    RUNTIMES,
+    OnnxModule,
+    RuntimeUnavailable,
+    fast,
+    onnx_session,
+)
 from fer_core.inference.scenes import (
     face_clip,
     face_scene,
@@ -70,6 +78,12 @@ from fer_core.inference.video import (
 )
 
 __all__ = [
+    "OnnxModule",
+    "PROBABILITY_TOLERANCE",
+    "RUNTIMES",
+    "RuntimeUnavailable",
+    "fast",
+    "onnx_session",
     "DECODE_MAX_SIDE",
     "DETECTORS",
     "DETECT_EVERY",
