@@ -23,6 +23,7 @@ from fer_core.privacy.engine import (
 )
 from fer_core.privacy.rows import (
     public_private_split,
+    random_halves,
 )
 from fer_core.privacy.sampling import (
     LockstepDistributedSampler,
@@ -43,6 +44,7 @@ __all__ = [
     "plan_budget",
     "privacy_block",
     "public_private_split",
+    "random_halves",
     "sampling_plan",
     "spent_epsilon",
 ]

@@ -25,6 +25,8 @@ from fer_core.results.files import (
     SWEEP_COLUMNS,
     SWEEP_ENV,
     SWEEP_RESULTS,
+    TWIN_AUDIT_COLUMNS,
+    TWIN_AUDIT_RESULTS,
     audit_path,
     audit_results,
     audit_roc_path,
@@ -34,6 +36,7 @@ from fer_core.results.files import (
     read_audit_roc,
     read_speed,
     read_sweep,
+    read_twin_audit,
     speed_path,
     sweep_path,
     sweep_rows,
@@ -41,6 +44,7 @@ from fer_core.results.files import (
     write_audit,
     write_speed,
     write_sweep,
+    write_twin_audit,
 )
 from fer_core.results.report import (
     BEGIN,
@@ -138,6 +142,8 @@ __all__ = [
     "SWEEP_COLUMNS",
     "SWEEP_ENV",
     "SWEEP_RESULTS",
+    "TWIN_AUDIT_COLUMNS",
+    "TWIN_AUDIT_RESULTS",
     "architecture_table",
     "as_card",
     "audit_path",
@@ -175,6 +181,7 @@ __all__ = [
     "read_audit_roc",
     "read_speed",
     "read_sweep",
+    "read_twin_audit",
     "readme_section",
     "recall_comparison",
     "render_results",
@@ -194,4 +201,5 @@ __all__ = [
     "write_audit",
     "write_speed",
     "write_sweep",
+    "write_twin_audit",
 ]

@@ -65,6 +65,8 @@ from fer_core.training.rows import (
     class_names,
     load_data,
     select_train_rows,
+    train_row_indices,
+    twin_membership,
 )
 from fer_core.training.state import (
     HISTORY_FILE,
@@ -142,6 +144,8 @@ __all__ = [
     "strategy_for",
     "train_one_epoch",
     "train_one_epoch_private",
+    "train_row_indices",
+    "twin_membership",
     "validate_and_select",
     "weights_digest",
     "write_history",
