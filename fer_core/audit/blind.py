@@ -4,8 +4,8 @@ Das, Zhang & Tramer (2024, "Blind Baselines Beat Membership Inference Attacks fo
 show that when members and non-members come from different distributions, attacks that never query
 the model beat the best membership-inference attacks. An audit therefore reports, beside every
 attack, a classifier trained on the images alone: image statistics and a coarse thumbnail
-(:func:`image_features`) into an L2-regularised logistic regression, cross-fitted (trained on one
-half of the audit rows, scored on the other, and the other way round). Its AUC measures the shift
+(:func:`image_features`) into an L2-regularised logistic regression, cross-fitted (every row scored
+by models trained on the other rows, averaged over repeated fold assignments). Its AUC measures the shift
 between the audit's member and non-member sets: about 0.5 when both are drawn from one distribution
 (audit twins), clearly above when they are not, and then the attack's AUC measures the split, not
 the model.
@@ -82,14 +82,17 @@ class BlindResult:
 
 
 def blind_baseline(members: np.ndarray, non_members: np.ndarray, seed: int = 0, l2: float = 1e-2,
-                   bootstrap: int = 1000) -> BlindResult:
+                   bootstrap: int = 1000, folds: int = 5, repeats: int = 4) -> BlindResult:
     """Cross-fitted AUC of a model-free classifier telling members from non-members.
 
     Args:
         members, non_members: ``uint8 (N, H, W)`` grey images of the audit's two sets.
-        seed: the seeded split into two folds and the bootstrap.
+        seed: the seeded fold assignments and the bootstrap.
         l2: ridge penalty of the logistic regression (on standardised features).
         bootstrap: resamples for the 95 % interval of the AUC.
+        folds, repeats: each row is scored by a model that never saw it (``folds``-fold cross-fitting),
+            and its score averaged over ``repeats`` fold assignments: one 2-fold split alone moves
+            the AUC by about 0.015 on 4,000 faces, more than its bootstrap interval shows.
 
     Returns:
         :class:`BlindResult`.
@@ -102,12 +105,13 @@ def blind_baseline(members: np.ndarray, non_members: np.ndarray, seed: int = 0, 
     x = image_features(np.concatenate([members, non_members]))
     y = np.r_[np.ones(len(members), bool), np.zeros(len(non_members), bool)]
     rng = np.random.default_rng(seed)
-    fold = rng.permutation(len(y)) % 2
-    scores = np.empty(len(y))
-    for k in (0, 1):
-        train, test = fold != k, fold == k
-        w, b, mean, std = _fit_logistic(x[train], y[train], l2)
-        scores[test] = (torch.from_numpy((x[test] - mean) / std) @ w + b).numpy()
+    scores = np.zeros(len(y))
+    for _ in range(repeats):
+        fold = rng.permutation(len(y)) % folds
+        for k in range(folds):
+            train, test = fold != k, fold == k
+            w, b, mean, std = _fit_logistic(x[train], y[train], l2)
+            scores[test] += (torch.from_numpy((x[test] - mean) / std) @ w + b).numpy() / repeats
     auc = roc_auc(y, scores)
     boots = []
     for _ in range(bootstrap):

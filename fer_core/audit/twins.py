@@ -37,6 +37,7 @@ from fer_core.training.config import TrainConfig
 from fer_core.training.lifecycle import main as train
 from fer_core.training.lifecycle import strategy_for
 from fer_core.training.rows import class_names, load_data, train_row_indices, twin_membership
+from fer_core.training.state import finished_card
 from fer_core.training.validation import BEST_FILE
 
 TWIN_AUDIT_DIR = Path("runs/twins")
@@ -69,6 +70,8 @@ def train_twins(card: ModelCard, twins: int = 16, seed: int = 0, out_root: Path 
     """
     cfgs = [twin_config(card, k, twins, seed, out_root, data, **overrides) for k in range(twins)]
     for k in only if only is not None else range(twins):
+        if finished_card(cfgs[k]) is not None:
+            continue  # trained before: read back, not rerun
         res = train(cfgs[k], command=f"fer_core.audit.twins.train_twins({card.name!r}, twin={k})")
         if not res["finished"]:
             raise RuntimeError(f"twin {k} of {card.name} stopped early; run again to resume")
@@ -107,7 +110,7 @@ def twin_logits(cfgs: list[TrainConfig], images: np.ndarray, batch_size: int = 5
     return out
 
 
-def audit_twins(card: ModelCard, cfgs: list[TrainConfig], n_rows: int = 4000, seed: int = 0,
+def audit_twins(card: ModelCard, cfgs: list[TrainConfig], n_rows: int = 10_000, seed: int = 0,
                 ds: FERDataset | None = None) -> dict:
     """Audit a recipe through its twins: each twin the target once, the others its shadows.
 
@@ -126,7 +129,8 @@ def audit_twins(card: ModelCard, cfgs: list[TrainConfig], n_rows: int = 4000, se
     ds = ds or load_data(cfg0)
     pool, _ = train_row_indices(dataclasses.replace(cfg0, twin=None), ds, strategy_for(cfg0).rows(cfg0))
     membership = twin_membership(len(pool), cfg0.twins, cfg0.twin_seed)  # (K, n_pool), as the twins trained
-    pick = np.sort(np.random.default_rng(seed).permutation(len(pool))[: min(n_rows, len(pool))])
+    # a stream of its own: the twins' halves draw permutations from default_rng(seed) itself
+    pick = np.sort(np.random.default_rng([seed, 1]).permutation(len(pool))[: min(n_rows, len(pool))])
     rows, inside = pool[pick], membership[:, pick]  # (n,), (K, n)
     labels = ds.labels[rows].astype(np.int64)
     logits = twin_logits(cfgs, ds.images[rows])  # (K, n, C)
@@ -174,7 +178,7 @@ def twin_audit_rows(result: dict, card: ModelCard, seconds: float, command: str 
     return rows
 
 
-def run_twin_audit(paths: list[str], twins: int = 16, seed: int = 0, n_rows: int = 4000, data: str | None = None,
+def run_twin_audit(paths: list[str], twins: int = 16, seed: int = 0, n_rows: int = 10_000, data: str | None = None,
                    out_root: Path = TWIN_AUDIT_DIR, results: str | None = None, command: str = "",
                    **overrides) -> list[dict]:
     """Train (or reuse) every model's twins, audit them, write ``audit_twins.csv`` and each card's ``audit_twins``.

@@ -30,8 +30,8 @@ from fer_core.models.checkpoint import CHECKPOINT_DIR, save_checkpoint
 from fer_core.privacy.accounting import DELTA, DP_METHODS, PrivacyError
 from fer_core.results.files import SWEEP_RESULTS, finite_or_none, read_sweep, write_sweep
 from fer_core.training.card import FINAL_CARD_FILE
-from fer_core.training.config import FREE_OPTIONS
 from fer_core.training.lifecycle import main
+from fer_core.training.state import finished_card
 from fer_core.training.validation import BEST_FILE
 
 EPSILONS = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -90,17 +90,6 @@ def sweep_row(card: dict, run: str, command: str) -> dict:
 
 
 
-def _finished_card(cfg) -> dict | None:
-    """The final card of a finished run of exactly this configuration in ``cfg.out``, else None."""
-    path = Path(cfg.out) / FINAL_CARD_FILE
-    if not path.exists():
-        return None
-    card = json.loads(path.read_text())
-    want = json.loads(json.dumps(cfg.to_dict()))
-    same = all(card.get("config", {}).get(k) == v for k, v in want.items() if k not in FREE_OPTIONS)
-    return card if same else None
-
-
 def ensure_stage1(base, stage1: Path = STAGE1, command: str = "", out_root: Path = Path("runs/sweep")) -> Path:
     """The two-stage method's stage-1 checkpoint; trained on the public share if missing."""
     if (Path(stage1) / "model.json").exists():
@@ -153,7 +142,7 @@ def run_sweep(
                                       epsilon=float(eps), delta=DELTA, noise_multiplier=None,
                                       out=str(out_root / name), export=None, name=name, init_from=init_from)
             t0 = time.perf_counter()
-            card = _finished_card(cfg)
+            card = finished_card(cfg)
             if card is None:
                 res = main(cfg, command=command)
                 if not res["finished"]:

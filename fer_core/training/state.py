@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch.optim.swa_utils import AveragedModel
 
+from fer_core.training.card import FINAL_CARD_FILE
 from fer_core.training.config import FREE_OPTIONS, TrainConfig
 from fer_core.training.distributed import SINGLE, DistContext, broadcast_from_main
 
@@ -103,3 +104,15 @@ def load_resume_state(state_path: Path, frozen: dict, sha256: str, ctx: DistCont
     return loaded
 
 
+
+
+def finished_card(cfg: TrainConfig) -> dict | None:
+    """The final card of a finished run of exactly this configuration in ``cfg.out`` (options in
+    :data:`~fer_core.training.config.FREE_OPTIONS` may differ), else None: read back instead of rerunning."""
+    path = Path(cfg.out) / FINAL_CARD_FILE
+    if not path.exists():
+        return None
+    card = json.loads(path.read_text())
+    want = json.loads(json.dumps(cfg.to_dict()))
+    same = all(card.get("config", {}).get(k, v) == v for k, v in want.items() if k not in FREE_OPTIONS)
+    return card if same else None
