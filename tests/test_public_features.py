@@ -10,6 +10,7 @@ from torch import nn
 
 from fer_core.data.datasets import load_dataset
 from fer_core.data.preprocess import to_model_input
+from fer_core.evaluation.evaluate import evaluate_split
 from fer_core.models.architectures import build_model, split_for_finetune
 from fer_core.models.checkpoint import load_checkpoint
 from fer_core.privacy.accounting import PrivacyError
@@ -85,6 +86,11 @@ def test_public_features_run_standardises_with_publictest_and_records_it(tmp_pat
         train = prefix(to_model_input(ds.split("Training")[0]))
     torch.testing.assert_close(ck.model.head[0].mean, pub.mean(0), rtol=1e-4, atol=1e-5)
     assert not torch.allclose(ck.model.head[0].mean, train.mean(0), rtol=1e-4, atol=1e-5)
+    # The card's figures (head over cached features) are those of the full network, as `evaluate` runs it.
+    for split in ("PublicTest", "PrivateTest"):
+        full = evaluate_split(ck.model, ds, split, class_names=ck.classes)
+        assert full["accuracy"] == pytest.approx(ck.card["metrics"][split]["accuracy"], abs=1e-9)
+        assert full["accuracy_flip_tta"] == pytest.approx(ck.card["metrics"][split]["accuracy_flip_tta"], abs=1e-9)
 
 
 def test_public_features_settings_are_checked(tmp_path):
