@@ -7,6 +7,8 @@ also occurs in ``Training`` removed) and, beside the plain figure, test-time fli
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -27,6 +29,7 @@ def evaluate_split(
     dedup: bool = True,
     flip_tta: bool = True,
     batch_size: int = 256,
+    predict: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict:
     """Full metrics of ``model`` on one split of ``dataset``.
 
@@ -37,11 +40,18 @@ def evaluate_split(
         ``accuracy_dedup``/``n_dedup`` (rows whose image is not in ``Training``; only when the
         dataset has a ``Training`` split and ``split`` is another one) and ``accuracy_flip_tta``.
 
+    ``predict`` (``uint8 (N, 48, 48)`` faces -> ``float32 (N, K)`` probabilities) replaces
+    :func:`~fer_core.models.predict.predict_proba` of ``model``, e.g. a head over cached frozen features
+    (:func:`fer_core.training.validation.evaluate_chosen`); it must compute the same function.
+
     Raises:
         fer_core.data.datasets.DatasetError: the split does not exist.
     """
     faces, labels = dataset.split(split)
-    probs = predict_proba(model, faces, batch_size, mean, std)
+    if predict is None:
+        def predict(f: np.ndarray) -> np.ndarray:
+            return predict_proba(model, f, batch_size, mean, std)
+    probs = predict(faces)
     present = sorted(set(labels.tolist()))
     report = classification_report(labels, probs, class_names, classes=present)
     report = {"split": split, **report}
@@ -52,7 +62,7 @@ def evaluate_split(
         report["macro_f1_dedup"] = sub["macro_f1"]
         report["n_dedup"] = int(keep.sum())
     if flip_tta:  # the mirrored faces only; the plain probabilities are already there
-        mirrored = predict_proba(model, np.ascontiguousarray(faces[:, :, ::-1]), batch_size, mean, std)
+        mirrored = predict(np.ascontiguousarray(faces[:, :, ::-1]))
         tta = classification_report(labels, 0.5 * (probs + mirrored), class_names, classes=present)
         report["accuracy_flip_tta"] = tta["accuracy"]
         report["macro_f1_flip_tta"] = tta["macro_f1"]

@@ -11,7 +11,9 @@ Three architectures:
 
 And, for differentially private training, :class:`ScatterNet`: fixed (data-independent) wavelet
 scattering features (Oyallon & Mallat 2015, via ``kymatio``) with a small trainable CNN on top,
-as in Tramer & Boneh 2021, "Differentially Private Learning Needs Better Features".
+as in Tramer & Boneh 2021, "Differentially Private Learning Needs Better Features", and
+:class:`fer_core.models.facex.FaceXNet` (``facex``): a linear head on the frozen features of a public
+MobileNetV2 emotion net (the ``facex`` wheel's, never trained on FER2013), whose only trainable part is the head.
 
 Every model maps ``float32 (B, 1, 48, 48)`` (normalised by :func:`fer_core.data.preprocess.to_model_input`)
 to logits ``float32 (B, num_classes)``; global average pooling makes them accept other sizes too.
@@ -26,8 +28,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from fer_core.models.facex import FaceXFeatures, FaceXNet
+
 ARCHITECTURES = ("cnn", "resnet", "fusion")  # the three compared on the same budget
-DP_ARCHITECTURES = ("scatternet",)  # meant for private training only
+DP_ARCHITECTURES = ("scatternet", "facex")  # meant for private training (facex: a head on public features)
 TRAINABLE_PARTS = ("all", "head", "last-block")
 
 
@@ -285,7 +289,8 @@ def split_for_finetune(model: nn.Module, trainable: str) -> tuple[nn.Module, nn.
     only pays for the tail's per-sample gradients.
 
     Args:
-        model: a built model (:class:`ResNet48`, :class:`ScatterNet`; ``trainable="all"`` for any).
+        model: a built model (:class:`ResNet48`, :class:`ScatterNet`, :class:`~fer_core.models.facex.FaceXNet`
+            (``"head"`` only); ``trainable="all"`` for the others).
         trainable: ``"all"`` (prefix is the identity; for ScatterNet the scattering, which has no
             parameters), ``"head"`` (the final classifier) or ``"last-block"`` (ResNet48's last
             stage + classifier; ScatterNet's CNN head).
@@ -302,6 +307,10 @@ def split_for_finetune(model: nn.Module, trainable: str) -> tuple[nn.Module, nn.
         if trainable == "head":
             raise ValueError("ScatterNet's trainable part is its CNN head: use trainable='all' or 'last-block'")
         return _Scatter(model), model.head
+    if isinstance(model, FaceXNet):  # public backbone: only the head is ever trained here
+        if trainable != "head":
+            raise ValueError("facex trains its head on the frozen public backbone: use trainable='head'")
+        return FaceXFeatures(model), model.head
     if trainable == "all":
         return nn.Identity(), model
     if isinstance(model, ResNet48):
@@ -313,7 +322,7 @@ def split_for_finetune(model: nn.Module, trainable: str) -> tuple[nn.Module, nn.
 
 
 _REGISTRY: dict[str, type[nn.Module]] = {
-    "cnn": PlainCNN, "resnet": ResNet48, "fusion": FusionNet, "scatternet": ScatterNet,
+    "cnn": PlainCNN, "resnet": ResNet48, "fusion": FusionNet, "scatternet": ScatterNet, "facex": FaceXNet,
 }
 #: Every architecture :func:`build_model` knows (the ``--arch`` choices).
 ALL_ARCHITECTURES: tuple[str, ...] = tuple(_REGISTRY)

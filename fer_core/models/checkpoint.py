@@ -27,21 +27,8 @@ from safetensors.torch import load_file, save_file
 from fer_core import LABEL_SETS
 from fer_core.data.preprocess import MEAN, STD, preprocessing_spec
 from fer_core.models.architectures import build_model
-
-#: Environment variable naming the checkpoints folder (overrides the lookup in :func:`checkpoint_dir`).
-CHECKPOINTS_ENV = "FER_CHECKPOINTS"
-
-
-def checkpoint_dir() -> Path:
-    """The folder of shipped checkpoints: ``$FER_CHECKPOINTS``, else ``checkpoints/`` beside the ``fer_core``
-    package (a source checkout), else (an installed package, in site-packages) the working directory's
-    ``checkpoints/``."""
-    env = os.environ.get(CHECKPOINTS_ENV)
-    if env:
-        return Path(env).expanduser().resolve()
-    beside = Path(__file__).resolve().parents[2] / "checkpoints"
-    return beside if beside.is_dir() else Path.cwd().resolve() / "checkpoints"
-
+from fer_core.models.paths import CHECKPOINTS_ENV as CHECKPOINTS_ENV  # re-exported
+from fer_core.models.paths import checkpoint_dir
 
 CHECKPOINT_DIR = checkpoint_dir()
 DEFAULT_CHECKPOINT = "fer2013_resnet"

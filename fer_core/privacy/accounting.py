@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 DELTA = 1e-5  # < 1 / N for FER2013 Training (28,709 rows)
 ACCOUNTANTS = ("prv", "rdp")
-DP_METHODS = ("dp-sgd", "scatternet", "two-stage")
+DP_METHODS = ("dp-sgd", "scatternet", "two-stage", "public-features")
 
 
 class PrivacyError(ValueError):

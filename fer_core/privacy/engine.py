@@ -31,6 +31,8 @@ METHOD_NOTES = {
     "scatternet": "DP-SGD on fixed wavelet-scattering features (Tramer & Boneh 2021); every training row is private",
     "two-stage": "stage 1 non-private on a declared public share of Training, stage 2 DP-SGD fine-tuning "
     "on the remaining (private) rows; epsilon covers the private rows only",
+    "public-features": "DP-SGD of a linear head on the frozen features of a public backbone never trained on "
+    "FER2013 (facex's MobileNetV2), standardised with PublicTest statistics; every training row is private",
 }
 
 

