@@ -55,6 +55,15 @@ RECIPES: dict[str, dict] = {
                    "scale": 0, "shift": 0, "brightness": 0, "contrast": 0, "erase_p": 0},
                    trainable="all", physical_batch_size=256),
 }
+# A DP linear head on frozen public features (facex's MobileNetV2; every Training row private), tuned on
+# PublicTest: large batches, 30 epochs; below epsilon = 2 a larger batch (the noise per step grows).
+RECIPES["public-features"] = dict(arch="facex", model_args={}, epochs=30, batch_size=4096, lr=2.0, momentum=0.9,
+                                  max_grad_norm=1.0, weight_decay=0.0, label_smoothing=0.0, warmup_epochs=0.0,
+                                  ema_decay=0.9, augment={}, trainable="head", physical_batch_size=4096)
+#: Per-epsilon changes to a method's recipe (also chosen on PublicTest).
+EPSILON_RECIPES: dict[str, dict[float, dict]] = {
+    "public-features": {eps: dict(batch_size=8192, lr=1.0, physical_batch_size=8192) for eps in (0.5, 1.0)},
+}
 # Stage 1 of two-stage: the ordinary recipe on the public share only.
 STAGE1_RECIPE = dict(arch="resnet", model_args={}, epochs=30, batch_size=128, lr=0.05, train_rows="public",
                      public_fraction=PUBLIC_FRACTION, compile=True, channels_last=True)
@@ -138,7 +147,8 @@ def run_sweep(
         init_from = str(ensure_stage1(base, stage1, command, out_root)) if method == "two-stage" else None
         for eps in epsilons:
             name = run_name(method, eps)
-            cfg = dataclasses.replace(base, **{**RECIPES[method], **(overrides or {})}, dp_method=method,
+            recipe = {**RECIPES[method], **EPSILON_RECIPES.get(method, {}).get(float(eps), {})}
+            cfg = dataclasses.replace(base, **{**recipe, **(overrides or {})}, dp_method=method,
                                       epsilon=float(eps), delta=DELTA, noise_multiplier=None,
                                       out=str(out_root / name), export=None, name=name, init_from=init_from)
             t0 = time.perf_counter()
