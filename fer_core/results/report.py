@@ -109,7 +109,8 @@ def sweep_table(path: Path | None = None) -> str:
             f"| {float(r['train_seconds']) / 60:.1f} min | {'`' + r['checkpoint'] + '`' if r['checkpoint'] else '–'} |"
         )
     if rows:
-        lines += ["", f"Command: `{rows[0]['command']}`"]
+        commands = list(dict.fromkeys(r["command"] for r in rows))  # each method's sweep, in table order
+        lines += ["", ("Command: " if len(commands) == 1 else "Commands: ") + "; ".join(f"`{c}`" for c in commands)]
     return "\n".join(lines)
 
 
