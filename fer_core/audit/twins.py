@@ -96,7 +96,7 @@ def twin_logits(cfgs: list[TrainConfig], images: np.ndarray, batch_size: int = 5
     models = [_load_twin(c, model_args) for c in cfgs]
     trainable = cfg0.trainable if strategy_for(cfg0).private else "all"
     parts = [split_for_finetune(m, trainable) for m in models]
-    prefix_states = [{k: v for k, v in p.state_dict().items()} for p, _ in parts]
+    prefix_states = [p.state_dict() for p, _ in parts]
     shared = all(set(s) == set(prefix_states[0]) and all(torch.equal(s[k], prefix_states[0][k]) for k in s)
                  for s in prefix_states[1:])
     out = np.empty((len(models), len(images), len(class_names(cfg0))))
