@@ -37,11 +37,13 @@ AUDIT_ROC_NAME = "audit_roc.json"
 AUDIT_ROC = RESULTS_DIR / AUDIT_ROC_NAME
 SPEED_RESULTS = RESULTS_DIR / "speed.csv"
 TWIN_AUDIT_RESULTS = RESULTS_DIR / "audit_twins.csv"
+TWIN_AUDIT_ROC_NAME = "audit_twins_roc.json"
 
 #: Environment variables that point the app at other result files (tests, other result sets).
 SWEEP_ENV = "FER_SWEEP_RESULTS"
 AUDIT_ENV = "FER_AUDIT_RESULTS"
 SPEED_ENV = "FER_SPEED_RESULTS"
+TWIN_AUDIT_ENV = "FER_TWIN_AUDIT_RESULTS"
 
 ARCH_COLUMNS = [
     "arch", "model_args", "parameters", "macs", "epochs", "batch_size", "lr", "train_seconds",
@@ -64,7 +66,9 @@ AUDIT_FLOATS = ("claimed_epsilon", "delta", "auc", "tpr_at_1pct_fpr", "tpr_at_0.
 _AUDIT_COUNTS = ("n_members", "n_nonmembers", "references")
 #: The speed figures (faces per second, faces per second, milliseconds).
 TWIN_AUDIT_COLUMNS = ["model", "private", "method", "claimed_epsilon", "delta", "attack", "twins", "n_rows", "auc",
-                      "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "balanced_accuracy", "epsilon_lower_bound",
+                      "auc_low", "auc_high", "tpr_at_1pct_fpr", "tpr_at_1pct_fpr_low", "tpr_at_1pct_fpr_high",
+                      "tpr_at_0.1pct_fpr", "tpr_at_0.1pct_fpr_low", "tpr_at_0.1pct_fpr_high",
+                      "balanced_accuracy", "epsilon_lower_bound",
                       "blind_auc", "blind_auc_low", "blind_auc_high", "blind_shifted", "twin_overrides", "seconds",
                       "command"]
 FIGURES = ("faces_per_s_batch1", "faces_per_s_batch64", "photo_ms")
@@ -261,9 +265,15 @@ def write_audit(rows: Iterable[dict], rocs: dict, path: str | os.PathLike = AUDI
 # --- audit_twins.csv ------------------------------------------------------------------------------------------------
 
 
-def read_twin_audit(path: str | os.PathLike = TWIN_AUDIT_RESULTS) -> list[dict]:
-    """Rows of ``audit_twins.csv`` (numbers as floats where they parse, ``blind_shifted`` as bool); [] if none."""
-    rows = _read_csv(path) or []
+def twin_audit_path() -> Path:
+    """Where the committed twin-audit figures are read: ``$FER_TWIN_AUDIT_RESULTS``, else :data:`TWIN_AUDIT_RESULTS`."""
+    return _env_path(TWIN_AUDIT_ENV, TWIN_AUDIT_RESULTS)
+
+
+def read_twin_audit(path: str | os.PathLike | None = None) -> list[dict]:
+    """Rows of ``audit_twins.csv`` (default :func:`twin_audit_path`; numbers as floats where they parse,
+    ``blind_shifted`` as bool); [] if none."""
+    rows = _read_csv(path if path is not None else twin_audit_path()) or []
     for r in rows:
         for k, v in r.items():
             if k == "blind_shifted":
@@ -274,17 +284,38 @@ def read_twin_audit(path: str | os.PathLike = TWIN_AUDIT_RESULTS) -> list[dict]:
     return rows
 
 
-def write_twin_audit(rows: Iterable[dict], path: str | os.PathLike = TWIN_AUDIT_RESULTS) -> list[dict]:
-    """Add or replace rows of ``audit_twins.csv`` (one per model and attack; other models' rows kept).
+def twin_audit_roc_path(csv_path: str | os.PathLike | None = None) -> Path:
+    """The ROC points file beside an ``audit_twins.csv`` (default :func:`twin_audit_path`)."""
+    return Path(csv_path if csv_path is not None else twin_audit_path()).with_name(TWIN_AUDIT_ROC_NAME)
+
+
+def write_twin_audit(rows: Iterable[dict], path: str | os.PathLike = TWIN_AUDIT_RESULTS,
+                     rocs: dict | None = None) -> list[dict]:
+    """Add or replace rows of ``audit_twins.csv`` (one per model and attack; other models' rows kept), and
+    merge ``rocs`` (``{model: {attack: {"fpr": [...], "tpr": [...]}}}``) into the ROC file beside it
+    (:func:`twin_audit_roc_path`).
 
     Returns:
         Every row now in the file, ordered by model and attack.
     """
+    rows = list(rows)
     merged = {(r["model"], r["attack"]): r for r in read_twin_audit(path)}
     merged.update({(r["model"], r["attack"]): r for r in rows})
     out = [merged[k] for k in sorted(merged)]
     _write_csv(path, TWIN_AUDIT_COLUMNS, out)
+    if rocs:
+        curves = read_audit_roc(twin_audit_roc_path(path))
+        for model, by_attack in rocs.items():
+            curves.setdefault(model, {}).update(by_attack)
+        _replace_atomically(twin_audit_roc_path(path), lambda fh: fh.write(json.dumps(curves) + "\n"))
     return out
+
+
+def twin_audit_results(path: str | os.PathLike | None = None) -> tuple[list[dict], dict]:
+    """``(rows, rocs)`` of an ``audit_twins.csv`` (default :func:`twin_audit_path`) and the ROC points beside
+    it (``[], {}`` when missing)."""
+    rows = read_twin_audit(path)
+    return rows, (read_audit_roc(twin_audit_roc_path(path)) if rows else {})
 
 
 # --- speed.csv -----------------------------------------------------------------------------------------------------
