@@ -43,6 +43,17 @@ from fer_core.training.lifecycle import main as train_main
 DATA_HELP = "dataset (.npz, .csv or image folder); default $FER_DATA or ../shared/data/fer2013.npz"
 
 
+def _json_object(text: str) -> dict:
+    """An argparse type: a JSON object, or a clear error."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError('must be a JSON object, e.g. \'{"epochs": 10}\'')
+    return value
+
+
 def _command_line() -> str:
     return "python -m fer_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
@@ -334,6 +345,9 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
                    "between random splits of 4,000 rows)")
     g.add_argument("--twin-epochs", type=int, help="train the twins for this many epochs instead of the recipe's "
                    "(recorded in the results)")
+    g.add_argument("--twin-config", type=_json_object, default={},
+                   help='JSON object of training-config fields changed for every twin, e.g. \'{"init_from": null}\' '
+                   "to train from scratch a recipe that starts from the shipped model (recorded in the results)")
 
 
 def _run_audit(a: argparse.Namespace) -> int:
@@ -341,7 +355,7 @@ def _run_audit(a: argparse.Namespace) -> int:
         torch.set_num_threads(a.threads)
     paths = a.checkpoint or [str(p) for p in list_checkpoints()]
     if a.twins:
-        overrides = {"epochs": a.twin_epochs} if a.twin_epochs else {}
+        overrides = {**a.twin_config, **({"epochs": a.twin_epochs} if a.twin_epochs else {})}
         rows = run_twin_audit(paths, twins=a.twins, seed=a.seed, n_rows=a.twin_rows, data=a.data,
                               results=a.results, command=_command_line(), **overrides)
     else:

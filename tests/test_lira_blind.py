@@ -147,3 +147,83 @@ def test_audit_twins_of_a_recipe_that_memorises_leak_and_their_split_is_not_shif
     assert lira["auc"] == pytest.approx(res["lira"]["auc"]) and lira["blind_auc"] == pytest.approx(res["blind"].auc,
                                                                                                   abs=1e-4)
     assert read_card(tmp_path / "ck")["audit_twins"]["lira"]["twins"] == 4
+
+
+def test_attack_intervals_known_answers():
+    from scipy.stats import norm
+
+    from fer_core.audit.attacks import attack_metrics, auc_interval, clopper_pearson
+
+    # Hanley & McNeil (1982): at A = 0.5, Q1 = 1/3 and Q2 = 1/3, so SE^2 = (0.25 + (m + n - 2) / 12) / (m n)
+    lo, hi = auc_interval(0.5, 1000, 1000)
+    se = np.sqrt((0.25 + 1998 / 12) / 1e6)
+    assert hi - 0.5 == pytest.approx(norm.ppf(0.975) * se) and 0.5 - lo == pytest.approx(hi - 0.5)
+    assert auc_interval(1.0, 50, 50) == (1.0, 1.0)
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.ones(2000, bool), np.zeros(2000, bool)]
+    m = attack_metrics(labels, rng.normal(labels * 1.0, 1.0), seed=0)
+    assert m["auc_interval"][0] < m["auc"] < m["auc_interval"][1]
+    for key in ("tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr"):
+        k = round(m[key] * 2000)
+        assert m[f"{key}_interval"] == pytest.approx(clopper_pearson(k, 2000))
+        assert m[f"{key}_interval"][0] <= m[key] <= m[f"{key}_interval"][1]
+    assert min(m["roc"]["fpr"][1:]) < 1e-3  # the ROC points reach the low-FPR corner
+
+
+def test_a_twin_of_a_recipe_started_from_weights_that_saw_the_audited_rows_is_refused(tmp_path):
+    import json
+
+    from fer_core.audit.twins import twin_config
+    from fer_core.models.checkpoint import ModelCard
+
+    def card(name, **config):
+        d = tmp_path / name
+        d.mkdir()
+        c = {"name": name, "arch": "resnet", "model_args": {}, "classes": ["a", "b"],
+             "config": {"arch": "resnet", "epochs": 1, **config}}
+        (d / "model.json").write_text(json.dumps(c))
+        return ModelCard.from_json(c)
+
+    card("base")  # trained on all of Training
+    shipped = card("cycle2", init_from=str(tmp_path / "base"))
+    with pytest.raises(ValueError, match="init_from"):
+        twin_config(shipped, 0, 4)
+    assert twin_config(shipped, 0, 4, init_from=None).init_from is None  # from scratch: allowed
+    card("stage1", train_rows="public")
+    two_stage = card("stage2", init_from=str(tmp_path / "stage1"), dp_method="two-stage", epsilon=8.0,
+                     trainable="head")
+    assert twin_config(two_stage, 1, 4).twin == 1  # its start saw only the public rows, disjoint from the pool
+
+
+@pytest.mark.parametrize("arch,trainable", [("scatternet", "all"), ("resnet", "head")])
+def test_twin_logits_through_one_shared_prefix_equal_each_twins_own_forward(tmp_path, arch, trainable):
+    from conftest import TINY_RESNET
+    from safetensors.torch import save_file
+
+    from fer_core.audit.twins import twin_logits
+    from fer_core.data.preprocess import to_model_input
+    from fer_core.models.architectures import build_model
+    from fer_core.training.config import TrainConfig
+    from fer_core.training.validation import BEST_FILE
+
+    faces, _ = make_faces(24)
+    args = TINY_RESNET if arch == "resnet" else {}
+    torch.manual_seed(0)
+    first = build_model(arch, num_classes=7, **args)
+    models, cfgs = [], []
+    for k in range(3):
+        m = build_model(arch, num_classes=7, **args)
+        if arch == "resnet":  # two-stage twins share the stage-1 trunk; their heads differ
+            m.load_state_dict({**first.state_dict(), **{n: t for n, t in m.state_dict().items() if n.startswith("fc")}})
+        out = tmp_path / f"twin{k}"
+        out.mkdir()
+        save_file(m.state_dict(), str(out / BEST_FILE))
+        models.append(m.eval())
+        cfgs.append(TrainConfig(out=str(out), arch=arch, model_args=args, dp_method="scatternet" if arch == "scatternet"
+                                else "two-stage", epsilon=8.0, trainable=trainable, twin=k, twins=3))
+    sub = faces[[5, 1, 20, 9]]
+    got = twin_logits(cfgs, sub, library=faces, data_sha256="ab" * 32)
+    with torch.no_grad():
+        want = np.stack([m(to_model_input(sub)).double().numpy() for m in models])
+    assert got.shape == (3, 4, 7) and np.allclose(got, want, atol=1e-4)
+    assert not np.allclose(got[0], got[1])  # the tails differ

@@ -15,7 +15,7 @@ from fer_core.models.architectures import build_model, split_for_finetune
 from fer_core.models.checkpoint import load_checkpoint
 from fer_core.privacy.accounting import PrivacyError
 from fer_core.training.config import TrainConfig
-from fer_core.training.features import cached_features, feature_cache_path
+from fer_core.training.features import cached_features, feature_cache_path, library_rows, prefix_features
 from fer_core.training.lifecycle import main
 from fer_core.training.private import public_statistics
 
@@ -55,6 +55,44 @@ def test_feature_cache_is_keyed_by_prefix_data_and_faces_and_reused(tmp_path):
         feature_cache_path(prefix.cache_identity(), faces, "ab" * 32, tmp_path)
     assert feature_cache_path(prefix.cache_identity(), faces, "cd" * 32, tmp_path) != \
         feature_cache_path(prefix.cache_identity(), faces, "ab" * 32, tmp_path)
+
+
+def test_a_subset_of_the_library_is_looked_up_not_recomputed(tmp_path):
+    faces, _ = make_faces(12)
+    faces[7] = faces[3]  # a duplicate face: either row serves, the features are equal
+    prefix = _CountingPrefix()
+    everything = cached_features(prefix, faces, "ab" * 32, cache_dir=tmp_path, progress=False)
+    calls = prefix.calls
+    subset = faces[[9, 2, 7, 2]]
+    looked_up = cached_features(prefix, subset, "ab" * 32, cache_dir=tmp_path, progress=False, library=faces)
+    assert prefix.calls == calls  # no pass through the prefix
+    assert torch.equal(looked_up, everything[[9, 2, 7, 2]])
+    assert torch.equal(looked_up, prefix(to_model_input(subset)))  # what a direct pass gives
+    outsider, _ = make_faces(1, seed=99)
+    assert library_rows(faces, outsider) is None
+    direct = cached_features(prefix, outsider, "ab" * 32, cache_dir=tmp_path, progress=False, library=faces)
+    assert torch.equal(direct, prefix(to_model_input(outsider)))  # not in the library: computed as is
+
+
+def test_scattering_and_trunk_outputs_are_computed_once_per_identity_and_looked_up():
+    from conftest import TINY_RESNET
+
+    faces, _ = make_faces(20)
+    scatter_net = build_model("scatternet", num_classes=7)
+    prefix, _ = split_for_finetune(scatter_net, "all")
+    sub = faces[[4, 0, 19]]
+    got = prefix_features(prefix, sub, "ab" * 32, library=faces)
+    assert torch.allclose(got, prefix(to_model_input(sub)), atol=1e-6)
+    other, _ = split_for_finetune(build_model("scatternet", num_classes=7), "all")  # another head, same scattering
+    assert other.feature_identity() == prefix.feature_identity()
+    trunk_a, _ = split_for_finetune(build_model("resnet", num_classes=7, **TINY_RESNET), "head")
+    trunk_b, _ = split_for_finetune(build_model("resnet", num_classes=7, **TINY_RESNET), "head")
+    assert trunk_a.feature_identity() != trunk_b.feature_identity()  # other weights, other features
+    trunk_b.model.load_state_dict(trunk_a.model.state_dict())
+    trunk_b.model.fc.weight.data += 1.0  # the head is not part of the trunk's identity
+    assert trunk_a.feature_identity() == trunk_b.feature_identity()
+    assert torch.allclose(prefix_features(trunk_a.eval(), sub, "ab" * 32, library=faces), trunk_a(to_model_input(sub)),
+                          atol=1e-5)
 
 
 def test_public_statistics_are_mean_and_unbiased_std():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import beta
+from scipy.stats import beta, norm
 
 from fer_core.evaluation.metrics import roc_auc
 
@@ -85,19 +85,41 @@ def epsilon_lower_bound(tp: int, n_pos: int, fp: int, n_neg: int, delta: float =
     return max(bounds)
 
 
+def auc_interval(auc: float, n_pos: int, n_neg: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Normal-approximation ``1 - alpha`` interval of an AUC from its standard error (Hanley & McNeil 1982,
+    "The meaning and use of the area under a ROC curve"), clipped to [0, 1]."""
+    a = float(auc)
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    var = (a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / max(n_pos * n_neg, 1)
+    z = float(norm.ppf(1 - alpha / 2))
+    half = z * math.sqrt(max(var, 0.0))
+    return max(0.0, a - half), min(1.0, a + half)
+
+
+def _roc_points(fpr: np.ndarray, n: int = 400) -> np.ndarray:
+    """Indices of at most ~``n`` ROC points: half evenly spaced, half log-spaced in FPR (the low-FPR corner)."""
+    even = np.linspace(0, len(fpr) - 1, min(len(fpr), n // 2)).astype(int)
+    low = np.searchsorted(fpr, np.geomspace(1e-5, 1.0, n // 2))
+    return np.unique(np.clip(np.r_[0, even, low, len(fpr) - 1], 0, len(fpr) - 1))
+
+
 def attack_metrics(labels: np.ndarray, scores: np.ndarray, delta: float = 1e-5, alpha: float = 0.05,
                    seed: int = 0) -> dict:
-    """AUC, TPR at 1 % / 0.1 % FPR, best balanced accuracy and the empirical epsilon lower bound.
+    """AUC, TPR at 1 % / 0.1 % FPR (with intervals), best balanced accuracy and the empirical epsilon lower bound.
 
     The threshold for the epsilon bound is chosen (max bound) on a seeded half of the rows and
     evaluated on the other half, so the bound is not inflated by choosing on the same rows.
 
     Args:
         labels: ``bool (N,)``, True = member. scores: ``float (N,)``, higher = member.
+        alpha: 1 - confidence of the epsilon bound and of the intervals.
 
     Returns:
-        ``{"auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "balanced_accuracy", "epsilon_lower_bound",
-        "n_members", "n_nonmembers", "roc": {"fpr", "tpr"} (at most 400 points)}``.
+        ``{"auc", "auc_interval" (Hanley-McNeil), "tpr_at_1pct_fpr", "tpr_at_1pct_fpr_interval",
+        "tpr_at_0.1pct_fpr", "tpr_at_0.1pct_fpr_interval" (Clopper-Pearson on the members above that
+        threshold), "balanced_accuracy", "epsilon_lower_bound", "n_members", "n_nonmembers",
+        "roc": {"fpr", "tpr"} (at most ~400 points, dense in the low-FPR corner)}``; intervals are
+        ``(low, high)`` at ``1 - alpha``.
     """
 
     labels = np.asarray(labels, bool)
@@ -121,15 +143,22 @@ def attack_metrics(labels: np.ndarray, scores: np.ndarray, delta: float = 1e-5, 
     pred = scores[held] >= best_t if best_t is not None else np.zeros(held.sum(), bool)
     eps_lb = epsilon_lower_bound(int((pred & labels[held]).sum()), int(labels[held].sum()),
                                  int((pred & ~labels[held]).sum()), int((~labels[held]).sum()), delta, alpha)
-    keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), 400)).astype(int))
+    keep = _roc_points(fpr)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    auc = roc_auc(labels, scores)
+    tprs = {f: tpr_at_fpr(fpr, tpr, f) for f in (0.01, 0.001)}
+    cp = {f: clopper_pearson(int(round(t * n_pos)), n_pos, alpha) for f, t in tprs.items()}
     return {
-        "auc": roc_auc(labels, scores),
-        "tpr_at_1pct_fpr": tpr_at_fpr(fpr, tpr, 0.01),
-        "tpr_at_0.1pct_fpr": tpr_at_fpr(fpr, tpr, 0.001),
+        "auc": auc,
+        "auc_interval": auc_interval(auc, n_pos, n_neg, alpha) if auc is not None else None,
+        "tpr_at_1pct_fpr": tprs[0.01],
+        "tpr_at_1pct_fpr_interval": cp[0.01],
+        "tpr_at_0.1pct_fpr": tprs[0.001],
+        "tpr_at_0.1pct_fpr_interval": cp[0.001],
         "balanced_accuracy": float(np.max(0.5 * (tpr + 1 - fpr))),
         "epsilon_lower_bound": eps_lb,
-        "n_members": int(labels.sum()),
-        "n_nonmembers": int((~labels).sum()),
+        "n_members": n_pos,
+        "n_nonmembers": n_neg,
         "roc": {"fpr": fpr[keep].round(6).tolist(), "tpr": tpr[keep].round(6).tolist()},
     }
 

@@ -31,9 +31,10 @@ from fer_core.audit.lira import lira_scores, logit_confidence
 from fer_core.data.datasets import FERDataset
 from fer_core.data.preprocess import to_model_input
 from fer_core.models.architectures import build_model, model_arguments, split_for_finetune
-from fer_core.models.checkpoint import ModelCard, read_card, update_card
+from fer_core.models.checkpoint import ModelCard, read_card, resolve, update_card
 from fer_core.results.files import TWIN_AUDIT_COLUMNS, TWIN_AUDIT_RESULTS, write_twin_audit
 from fer_core.training.config import TrainConfig
+from fer_core.training.features import prefix_features
 from fer_core.training.lifecycle import main as train
 from fer_core.training.lifecycle import strategy_for
 from fer_core.training.rows import class_names, load_data, train_row_indices, twin_membership
@@ -52,14 +53,24 @@ def twin_config(card: ModelCard, twin: int, twins: int, seed: int = 0, out_root:
         overrides: fields to change on top (e.g. ``epochs`` for a cheaper twin; recorded in the results).
 
     Raises:
-        ValueError: a card without a training config.
+        ValueError: a card without a training config, or a recipe that starts from weights trained on the
+            audited rows (``init_from`` other than a two-stage run's public stage 1): override it.
     """
     if "config" not in card:
         raise ValueError(f"{card.name}'s card has no training config: it cannot be twinned")
-    return TrainConfig.from_dict(
+    cfg = TrainConfig.from_dict(
         card["config"], out=str(Path(out_root) / card.name / f"twin{twin}_of{twins}_seed{seed}"), export=None,
         name=f"{card.name}_twin{twin}", twin=twin, twins=twins, twin_seed=seed, progress=False, stop_after=None,
         **({"data": data} if data else {}), **overrides)
+    if cfg.init_from:  # a start that saw the audited rows would make every twin remember its non-members too
+        init_rows = read_card(resolve(cfg.init_from)).get("config", {}).get("train_rows", "all")
+        if not (init_rows == "public" and strategy_for(cfg).rows(cfg) == "private"):
+            raise ValueError(
+                f"{card.name}'s recipe starts from {cfg.init_from}, which trained on {init_rows!r} rows of the data "
+                "its twins are audited on: the twins' non-members would not be unseen. Train the twins from "
+                "scratch (python -m fer_core audit --twins K --twin-config '{\"init_from\": null}' ...; the "
+                "override is recorded in the results)")
+    return cfg
 
 
 def train_twins(card: ModelCard, twins: int = 16, seed: int = 0, out_root: Path = TWIN_AUDIT_DIR,
@@ -84,29 +95,39 @@ def _load_twin(cfg: TrainConfig, model_args: dict) -> torch.nn.Module:
     return model.eval()
 
 
+def _prefix_identity(prefix: torch.nn.Module) -> dict | None:
+    for name in ("cache_identity", "feature_identity"):
+        if hasattr(prefix, name):
+            return getattr(prefix, name)()
+    return None
+
+
 @torch.no_grad()
-def twin_logits(cfgs: list[TrainConfig], images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+def twin_logits(cfgs: list[TrainConfig], images: np.ndarray, batch_size: int = 512, library: np.ndarray | None = None,
+                data_sha256: str = "") -> np.ndarray:
     """``float64 (K, N, C)`` logits of each twin on ``images`` (``uint8 (N, 48, 48)``).
 
-    Private twins whose frozen prefix holds the same weights in every twin (ScatterNet's scattering,
-    a public backbone, a two-stage trunk) share one pass through it; only the tails differ.
+    Private twins whose frozen prefix has one identity in every twin (ScatterNet's scattering, a public
+    backbone, a two-stage trunk: :func:`fer_core.training.features.prefix_features`) share one pass
+    through it, looked up from the features of ``library`` (every face of the data file) when given;
+    only the tails differ.
     """
     cfg0 = cfgs[0]
     model_args = model_arguments(cfg0.arch, **{"num_classes": len(class_names(cfg0)), **cfg0.model_args})
     models = [_load_twin(c, model_args) for c in cfgs]
     trainable = cfg0.trainable if strategy_for(cfg0).private else "all"
     parts = [split_for_finetune(m, trainable) for m in models]
-    prefix_states = [p.state_dict() for p, _ in parts]
-    shared = all(set(s) == set(prefix_states[0]) and all(torch.equal(s[k], prefix_states[0][k]) for k in s)
-                 for s in prefix_states[1:])
+    ids = [_prefix_identity(p) for p, _ in parts]
     out = np.empty((len(models), len(images), len(class_names(cfg0))))
+    if ids[0] is not None and all(i == ids[0] for i in ids):
+        feats = prefix_features(parts[0][0], images, data_sha256, library=library, progress=False)  # (N, ...)
+        for k, (_, tail) in enumerate(parts):
+            tail.eval()
+            out[k] = torch.cat([tail(feats[i: i + 4096]) for i in range(0, len(feats), 4096)]).double().numpy()
+        return out
     for i in range(0, len(images), batch_size):
         x = to_model_input(images[i: i + batch_size])  # (B, 1, 48, 48)
-        if shared and trainable != "all":
-            feats = parts[0][0](x)  # (B, ...) one pass through the common frozen prefix
-            out[:, i: i + len(x)] = np.stack([tail(feats).double().numpy() for _, tail in parts])
-        else:
-            out[:, i: i + len(x)] = np.stack([m(x).double().numpy() for m in models])
+        out[:, i: i + len(x)] = np.stack([m(x).double().numpy() for m in models])
     return out
 
 
@@ -133,7 +154,7 @@ def audit_twins(card: ModelCard, cfgs: list[TrainConfig], n_rows: int = 10_000, 
     pick = np.sort(np.random.default_rng([seed, 1]).permutation(len(pool))[: min(n_rows, len(pool))])
     rows, inside = pool[pick], membership[:, pick]  # (n,), (K, n)
     labels = ds.labels[rows].astype(np.int64)
-    logits = twin_logits(cfgs, ds.images[rows])  # (K, n, C)
+    logits = twin_logits(cfgs, ds.images[rows], library=ds.images, data_sha256=ds.sha256)  # (K, n, C)
     phi = np.stack([logit_confidence(z, labels) for z in logits])  # (K, n)
     p_true = np.exp(-np.logaddexp(0.0, -phi))  # sigmoid(phi) = p of the true label
     k = len(cfgs)
@@ -170,6 +191,8 @@ def twin_audit_rows(result: dict, card: ModelCard, seconds: float, command: str 
             "claimed_epsilon": card.epsilon, "delta": card.delta, "attack": attack, "twins": result["twins"],
             "n_rows": result["n_rows"], **{k: m[k] for k in ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr",
                                                              "balanced_accuracy", "epsilon_lower_bound")},
+            **{f"{k}_{end}": round(m[f"{k}_interval"][i], 6) for k in ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")
+               for i, end in enumerate(("low", "high"))},
             "blind_auc": round(blind.auc, 4), "blind_auc_low": round(blind.auc_interval[0], 4),
             "blind_auc_high": round(blind.auc_interval[1], 4), "blind_shifted": blind.shifted,
             "twin_overrides": json.dumps(overrides or {}, sort_keys=True), "seconds": round(seconds, 1),
@@ -197,7 +220,8 @@ def run_twin_audit(paths: list[str], twins: int = 16, seed: int = 0, n_rows: int
         cfgs = train_twins(card, twins, seed, out_root, data, **overrides)
         result = audit_twins(card, cfgs, n_rows=n_rows, seed=seed)
         rows = twin_audit_rows(result, card, time.perf_counter() - t0, command, overrides)
-        written = write_twin_audit(rows, results or TWIN_AUDIT_RESULTS)
+        written = write_twin_audit(rows, results or TWIN_AUDIT_RESULTS,
+                                   rocs={card.name: {a: result[a]["roc"] for a in ("loss", "lira")}})
         update_card(path, audit_twins={r["attack"]: {k: r[k] for k in TWIN_AUDIT_COLUMNS
                                                      if k not in ("model", "command")} for r in rows})
         lira = next(r for r in rows if r["attack"] == "lira")

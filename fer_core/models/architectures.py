@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fer_core.models.facex import FaceXFeatures, FaceXNet
+from fer_core.models.facex import FaceXFeatures, FaceXNet, tensor_digest
 
 ARCHITECTURES = ("cnn", "resnet", "fusion")  # the three compared on the same budget
 DP_ARCHITECTURES = ("scatternet", "facex")  # meant for private training (facex: a head on public features)
@@ -263,6 +263,11 @@ class _Scatter(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.scatter(x)
 
+    def feature_identity(self) -> dict:
+        """What the outputs depend on besides the faces (the scattering has no weights): J and L."""
+        sc = self.model.scattering
+        return {"prefix": "scattering", "J": sc.J, "L": sc.L}
+
 
 class _ResNetTrunk(nn.Module):
     """The first ``upto`` parts of a :class:`ResNet48` (stem, then stages), or all of it pooled."""
@@ -270,6 +275,12 @@ class _ResNetTrunk(nn.Module):
     def __init__(self, model: ResNet48, stages: int, pooled: bool) -> None:
         super().__init__()
         self.model, self.stages, self.pooled = model, stages, pooled
+
+    def feature_identity(self) -> dict:
+        """What the outputs depend on besides the faces: the weights of the stem and of the stages used."""
+        used = nn.ModuleList([self.model.stem, *self.model.stages[: self.stages]])
+        return {"prefix": "resnet-trunk", "stages": self.stages, "pooled": self.pooled,
+                "weights_sha256": tensor_digest(used)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pooled:

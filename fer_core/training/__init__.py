@@ -39,6 +39,12 @@ from fer_core.training.distributed import (
     shard,
     weights_digest,
 )
+from fer_core.training.features import (
+    FEATURE_CACHE_DIR,
+    cached_features,
+    precompute,
+    prefix_features,
+)
 from fer_core.training.lifecycle import (
     init_weights,
     main,
@@ -58,7 +64,6 @@ from fer_core.training.private import (
     PrivateStrategy,
     check_private_config,
     check_stage1,
-    precompute,
     train_one_epoch_private,
 )
 from fer_core.training.rows import (
@@ -87,6 +92,9 @@ from fer_core.training.validation import (
 )
 
 __all__ = [
+    "FEATURE_CACHE_DIR",
+    "cached_features",
+    "prefix_features",
     "BEST_FILE",
     "CPU",
     "DEVICES",

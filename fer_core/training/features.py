@@ -1,4 +1,5 @@
-"""Frozen-prefix features computed once and kept on disk (``runs/features/``).
+"""Frozen-prefix features computed once: kept on disk (``runs/features/``) for public backbones, in memory
+for the others (ScatterNet's scattering, a two-stage trunk), and looked up for any subset of the faces.
 
 A private run that trains only a head over a frozen public backbone (:class:`fer_core.models.facex.FaceXNet`,
 ``--trainable head``) needs the backbone's features of every face; at 200x200 px they cost ~25 min of one
@@ -51,18 +52,41 @@ def compute_features(prefix: nn.Module, images: np.ndarray, batch_size: int = 64
     return torch.cat(parts).contiguous()
 
 
+def face_keys(images: np.ndarray) -> list[bytes]:
+    """One 16-byte digest (BLAKE2b) per face of ``uint8 (N, H, W)``: equal faces, equal keys."""
+    flat = np.ascontiguousarray(images).reshape(len(images), -1)
+    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat]
+
+
+def library_rows(library: np.ndarray, images: np.ndarray) -> np.ndarray | None:
+    """``int64 (N,)`` rows of ``library`` holding each face of ``images`` (any one of equal faces), or None
+    when some face is not in the library."""
+    where = {k: i for i, k in enumerate(face_keys(library))}
+    rows = [where.get(k) for k in face_keys(images)]
+    return None if any(r is None for r in rows) else np.asarray(rows, np.int64)
+
+
 def cached_features(prefix: nn.Module, images: np.ndarray, data_sha256: str,
-                    cache_dir: str | os.PathLike = FEATURE_CACHE_DIR, progress: bool = True) -> torch.Tensor:
+                    cache_dir: str | os.PathLike = FEATURE_CACHE_DIR, progress: bool = True,
+                    library: np.ndarray | None = None) -> torch.Tensor:
     """The prefix's features of ``images``, from the disk cache or computed and stored there (atomically).
 
     Args:
         prefix: a frozen prefix with ``cache_identity() -> dict`` (e.g.
             :class:`fer_core.models.facex.FaceXFeatures`).
         images: ``uint8 (N, 48, 48)``. data_sha256: the data file's sha256 (recorded in the key).
+        library: ``uint8 (M, 48, 48)``, every face of the data file (``FERDataset.images``): its features
+            are computed once and any subset of it is a lookup (audit twins train on random halves,
+            which would otherwise each cost a pass through the backbone). Faces not in it: computed as is.
 
     Returns:
-        ``float32 (N, D)``.
+        ``float32 (N, D)``: the prefix is deterministic in eval mode, so a face's features do not depend
+        on which subset it was computed with.
     """
+    if library is not None and len(library) != len(images):
+        rows = library_rows(library, images)
+        if rows is not None:
+            return cached_features(prefix, library, data_sha256, cache_dir, progress)[torch.from_numpy(rows)]
     identity = prefix.cache_identity()
     path = feature_cache_path(identity, images, data_sha256, cache_dir)
     if path.is_file():
@@ -74,3 +98,50 @@ def cached_features(prefix: nn.Module, images: np.ndarray, data_sha256: str,
     os.replace(tmp, path)
     (path.parent / "identity.json").write_text(json.dumps(identity, indent=2) + "\n")
     return feats
+
+
+@torch.inference_mode()
+def precompute(prefix: nn.Module, images: np.ndarray, batch_size: int = 512) -> torch.Tensor:
+    """Outputs of a frozen prefix for every face.
+
+    Args:
+        prefix: a module from :func:`fer_core.models.architectures.split_for_finetune` (eval mode is set here).
+        images: ``uint8 (N, 48, 48)`` faces.
+
+    Returns:
+        ``float32 (N, ...)``: the prefix's output for each face (e.g. ``(N, 81, 12, 12)`` scattering).
+    """
+    prefix.eval()
+    parts = [prefix(to_model_input(images[i: i + batch_size])) for i in range(0, len(images), batch_size)]
+    return torch.cat(parts).contiguous()
+
+
+#: The in-memory library of the last prefix without a disk cache: ``{key: float32 (M, ...)}`` (one at a
+#: time: FER2013's scattering is about 1.7 GB).
+_LIBRARY: dict[str, torch.Tensor] = {}
+
+
+def prefix_features(prefix: nn.Module, images: np.ndarray, data_sha256: str, library: np.ndarray | None = None,
+                    progress: bool = True) -> torch.Tensor:
+    """A frozen prefix's outputs for ``uint8 (N, 48, 48)`` faces, computed once per prefix and data file.
+
+    A prefix with ``cache_identity()`` (a public backbone) goes through the disk cache
+    (:func:`cached_features`). A prefix with ``feature_identity()`` (ScatterNet's scattering, a two-stage
+    trunk: what its outputs depend on, e.g. the sha256 of the trunk's weights) is run once over ``library``
+    (every face of the data file) and kept in memory, keyed by that identity and the data's sha256; every
+    later subset in this process (the twins of an audit, the models of a sweep) is a lookup. Otherwise,
+    without a library, or for faces outside it, the prefix runs on ``images`` themselves.
+
+    Returns:
+        ``float32 (N, ...)``.
+    """
+    if hasattr(prefix, "cache_identity"):
+        return cached_features(prefix, images, data_sha256, progress=progress, library=library)
+    rows = None if library is None or not hasattr(prefix, "feature_identity") else library_rows(library, images)
+    if rows is None:
+        return precompute(prefix, images)
+    key = json.dumps([prefix.feature_identity(), data_sha256, len(library)], sort_keys=True)
+    if key not in _LIBRARY:
+        _LIBRARY.clear()
+        _LIBRARY[key] = precompute(prefix, library)
+    return _LIBRARY[key][torch.from_numpy(rows)]

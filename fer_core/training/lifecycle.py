@@ -139,7 +139,8 @@ def _run(cfg: TrainConfig, command: str, ctx: DistContext, strategy_cls, t_invoc
     model = build_model(cfg.arch, **model_args)
     if cfg.init_from:
         init_weights(model, cfg, model_args, ds.sha256)
-    strategy = strategy_cls(cfg, model, model_args, train_x, train_y, val_x, val_y, device, ctx, ds.sha256)
+    strategy = strategy_cls(cfg, model, model_args, train_x, train_y, val_x, val_y, device, ctx, ds.sha256,
+                            library=ds.images)
 
     # resume
     history: list[dict] = []

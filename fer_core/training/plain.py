@@ -137,7 +137,7 @@ class PlainStrategy:
         return cfg.torch_device()
 
     def __init__(self, cfg: TrainConfig, model: torch.nn.Module, model_args: dict, train_x, train_y, val_x, val_y,
-                 device: torch.device, ctx: DistContext, sha256: str = "") -> None:
+                 device: torch.device, ctx: DistContext, sha256: str = "", library=None) -> None:
         self.cfg, self.model, self.device, self.ctx = cfg, model, device, ctx
         per_rank_batch(cfg.batch_size, ctx)  # fail early on a batch that does not split over the ranks
         if cfg.channels_last:

@@ -51,12 +51,12 @@ from tqdm import tqdm
 from fer_core.data.augment import augment_batch
 from fer_core.data.preprocess import to_model_input
 from fer_core.models.architectures import split_for_finetune
-from fer_core.models.checkpoint import WEIGHTS_FILE, repo_relative, resolve
+from fer_core.models.checkpoint import repo_relative
 from fer_core.privacy.accounting import DP_METHODS, PrivacyError, noise_multiplier_for, sampling_plan, spent_epsilon
 from fer_core.privacy.engine import PrivateLoader, make_private, privacy_block
 from fer_core.training.config import TrainConfig
 from fer_core.training.distributed import SINGLE, DistContext, all_reduce_sum, rank_seed
-from fer_core.training.features import cached_features
+from fer_core.training.features import prefix_features
 from fer_core.training.optim import lr_at, make_ema, make_optimizer
 from fer_core.training.validation import evaluate
 
@@ -117,21 +117,6 @@ def check_stage1(cfg: TrainConfig, card: dict, sha256: str) -> None:
 
 
 @torch.no_grad()
-def precompute(prefix: nn.Module, images: np.ndarray, batch_size: int = 512) -> torch.Tensor:
-    """Outputs of a frozen prefix for every face.
-
-    Args:
-        prefix: a module from :func:`fer_core.models.architectures.split_for_finetune` (eval mode is set here).
-        images: ``uint8 (N, 48, 48)`` faces.
-
-    Returns:
-        ``float32 (N, ...)``: the prefix's output for each face (e.g. ``(N, 81, 12, 12)`` scattering).
-    """
-    prefix.eval()
-    parts = [prefix(to_model_input(images[i: i + batch_size])) for i in range(0, len(images), batch_size)]
-    return torch.cat(parts).contiguous()
-
-
 def public_statistics(features: torch.Tensor, ctx: DistContext = SINGLE) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-dimension mean and (unbiased) standard deviation of ``float32 (N, D)`` selection-split features,
     over all ranks' shards when distributed (so every rank standardises alike)."""
@@ -142,31 +127,6 @@ def public_statistics(features: torch.Tensor, ctx: DistContext = SINGLE) -> tupl
     mean = total / n
     var = ((squares - n * mean * mean) / max(n - 1.0, 1.0)).clamp_min(0.0)
     return mean.float(), var.sqrt().float()
-
-
-_FEATURE_CACHE: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-
-
-def _cached_features(cfg: TrainConfig, model_args: dict, sha256: str, prefix: nn.Module, train_x: np.ndarray,
-                     val_x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Precomputed prefix outputs, reused within one process when they cannot differ (a sweep).
-
-    The frozen prefix is either ScatterNet's scattering (no parameters: its outputs depend on the
-    data and the architecture alone) or a two-stage trunk, whose outputs also depend on the stage-1
-    weights: those are part of the key (the checkpoint's path and its weights file's size and mtime).
-    """
-    weights = None
-    if cfg.init_from:
-
-        st = (resolve(cfg.init_from) / WEIGHTS_FILE).stat()
-        weights = [str(resolve(cfg.init_from).resolve()), st.st_size, st.st_mtime_ns]
-    key = json.dumps([cfg.arch, model_args, cfg.trainable, weights, sha256, cfg.dp_method, cfg.train_split,
-                      cfg.val_split, cfg.public_fraction, cfg.public_seed, cfg.limit_train, cfg.twin, cfg.twins,
-                      cfg.twin_seed, len(train_x)])
-    if key not in _FEATURE_CACHE:
-        _FEATURE_CACHE.clear()  # one set at a time (about 1.5 GB for FER2013's scattering)
-        _FEATURE_CACHE[key] = (precompute(prefix, train_x), precompute(prefix, val_x))
-    return _FEATURE_CACHE[key]
 
 
 def train_one_epoch_private(
@@ -272,7 +232,7 @@ class PrivateStrategy:
         return torch.device("cpu")  # Opacus's distributed DP-SGD here runs on gloo
 
     def __init__(self, cfg: TrainConfig, model: nn.Module, model_args: dict, train_x, train_y, val_x, val_y,
-                 device: torch.device, ctx: DistContext, sha256: str = "") -> None:
+                 device: torch.device, ctx: DistContext, sha256: str = "", library: np.ndarray | None = None) -> None:
         self.cfg, self.model, self.ctx = cfg, model, ctx
         self.n = n = len(train_y)
         if cfg.delta >= 1.0 / n:
@@ -289,16 +249,14 @@ class PrivateStrategy:
         self.standardisation = None
         if self.raw:
             train_in, self.val_in = torch.from_numpy(train_x), torch.from_numpy(val_x)
-        elif hasattr(prefix, "cache_identity"):  # a public backbone: features on disk (runs/features/)
+        else:  # a frozen prefix: its features computed once (runs/features/ for a public backbone)
             show = cfg.progress and ctx.is_main
-            train_in = cached_features(prefix, train_x, sha256, progress=show)
-            self.val_in = cached_features(prefix, val_x, sha256, progress=show)
+            train_in = prefix_features(prefix, train_x, sha256, library=library, progress=show)
+            self.val_in = prefix_features(prefix, val_x, sha256, library=library, progress=show)
             standardiser = self.tail[0] if isinstance(self.tail, nn.Sequential) else None
             if hasattr(standardiser, "set_statistics"):  # public statistics only (never Training rows)
                 standardiser.set_statistics(*public_statistics(self.val_in, ctx))
                 self.standardisation = f"{cfg.val_split} statistics"
-        else:
-            train_in, self.val_in = _cached_features(cfg, model_args, sha256, prefix, train_x, val_x)
         self.feature_s = time.perf_counter() - t_features
         self.val_y = val_y
         self.generator = torch.Generator()

@@ -121,14 +121,14 @@ def evaluate_chosen(cfg: TrainConfig, model_args: dict, ds: FERDataset, out: Pat
     final.load_state_dict(load_file(str(out / BEST_FILE)))
     final.eval()
     names = class_names(cfg)
-    predict = cached_head_predictor(final, cfg, ds.sha256)
+    predict = cached_head_predictor(final, cfg, ds.sha256, library=ds.images)
     metrics = {cfg.val_split: evaluate_split(final, ds, cfg.val_split, class_names=names, predict=predict)}
     if cfg.test_split in ds.splits:
         metrics[cfg.test_split] = evaluate_split(final, ds, cfg.test_split, class_names=names, predict=predict)
     return final, metrics
 
 
-def cached_head_predictor(model: nn.Module, cfg: TrainConfig, data_sha256: str):
+def cached_head_predictor(model: nn.Module, cfg: TrainConfig, data_sha256: str, library: np.ndarray | None = None):
     """For a head over a frozen public backbone (a prefix with ``cache_identity``, e.g. facex): faces ->
     probabilities through the on-disk feature cache (:mod:`fer_core.training.features`; the same prefix
     and weights as a full forward pass, which ``python -m fer_core evaluate`` runs), else None."""
@@ -140,7 +140,7 @@ def cached_head_predictor(model: nn.Module, cfg: TrainConfig, data_sha256: str):
 
     @torch.no_grad()
     def predict(faces: np.ndarray) -> np.ndarray:
-        feats = cached_features(prefix, faces, data_sha256, progress=cfg.progress)
+        feats = cached_features(prefix, faces, data_sha256, progress=cfg.progress, library=library)
         tail.eval()
         return torch.cat([F.softmax(tail(feats[i: i + 4096]), 1) for i in range(0, len(feats), 4096)]).numpy()
 
