@@ -59,8 +59,9 @@ twin_rows = usable_twin_rows(twin_raw)
 st.subheader("Leakage of each recipe, measured on its twins")
 if not twin_rows:
     st.info(f"No twin audit yet (looked for `{twin_audit_path()}`). Produce it, one model at a time, with "
-            "`python -m fer_core audit --twins 16 checkpoints/<model>`: it trains 16 twins of the model's recipe "
-            "(cached under `runs/twins/`), attacks them and writes that CSV and the ROC points beside it.")
+            "`python -m fer_core audit --twins 16 --checkpoint checkpoints/<model>`: it trains 16 twins of the "
+            "model's recipe (cached under `runs/twins/`), attacks them and writes that CSV and the ROC points "
+            "beside it.")
 else:
     if len(twin_rows) < len(twin_raw):
         st.warning(f"Skipped {len(twin_raw) - len(twin_rows)} malformed row(s) of `{twin_audit_path()}` "

@@ -204,7 +204,7 @@ TWIN_MODELS = [
      {"lira": (0.552, 0.543, 0.561, 0.013, 0.0014, 0.0005, 0.0031, 0.21),
       "loss": (0.571, 0.562, 0.580, 0.014, 0.0015, 0.0005, 0.0032, 0.27)}),
 ]
-TWIN_COMMAND = "python -m fer_core audit --twins 16 checkpoints/{}"
+TWIN_COMMAND = "python -m fer_core audit --twins 16 --checkpoint checkpoints/{}"
 
 
 def twin_rows(models=TWIN_MODELS) -> list[dict]:
@@ -319,7 +319,7 @@ def test_twin_audit_attack_and_measure_switch_the_figures(app, tmp_path, monkeyp
 
 def test_audit_page_without_twin_audit_says_how_to_produce_it(app, tmp_path, monkeypatch):
     open_audit(app, monkeypatch, write_audit(tmp_path))
-    assert any("python -m fer_core audit --twins 16 checkpoints/<model>" in i.value for i in app.info)
+    assert any("python -m fer_core audit --twins 16 --checkpoint checkpoints/<model>" in i.value for i in app.info)
     assert [t for t in chart_titles(app) if "twins" in t or "claimed ε" in t] == []
     assert app.selectbox(key="audit_attack").value == "rmia"  # the shifted audit is still there
 
