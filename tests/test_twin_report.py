@@ -27,7 +27,7 @@ def row(model="dp_x_eps2", attack="lira", private=True, method="scatternet", cla
             "balanced_accuracy": auc - 0.01, "epsilon_lower_bound": eps, "blind_auc": 0.55 if shifted else 0.501,
             "blind_auc_low": 0.53 if shifted else 0.487, "blind_auc_high": 0.57 if shifted else 0.515,
             "blind_shifted": shifted, "twin_overrides": "{}", "seconds": 60.0,
-            "command": f"python -m fer_core audit --twins 16 checkpoints/{model}", **more}
+            "command": f"python -m fer_core audit --twins 16 --checkpoint checkpoints/{model}", **more}
 
 
 @pytest.fixture
@@ -123,3 +123,42 @@ def test_twin_recipe_notes():
     rows = [row(twin_overrides='{"epochs": 3}'), row(attack="loss", twin_overrides='{"epochs": 3}'),
             row("dp_y", twin_overrides="{}"), row("dp_z", twin_overrides="not json")]
     assert twin_recipe_notes(rows) == ["`dp_x_eps2`: twins trained with epochs=3"]
+
+
+def test_readme_twin_audit_table(written, tmp_path):
+    from fer_core.results.report import TWIN_AUDIT_MISSING, twin_audit_table
+
+    path, _ = written([row(), row(attack="loss", auc=0.505, eps=0.0),
+                       row("fer2013_resnet", private=False, auc=0.7, eps=2.46),
+                       row("fer2013_resnet", attack="loss", private=False, auc=0.62, eps=0.81),
+                       row("dp_odd_eps4", claimed=4.0, shifted=True, blind_auc_high="")])
+    lines = twin_audit_table(path).splitlines()
+    assert lines[0].startswith("| model | claimed ε | attack | twins | AUC [95%] | TPR @ 0.1% FPR [95%]")
+    body = [x for x in lines[2:] if x.startswith("| `")]
+    assert len(body) == 5
+    assert body[1] == ("| `dp_x_eps2` | 2 | lira | 16 | 0.520 [0.510, 0.530] | 0.15% [0.08%, 0.25%] | 0.30 "
+                       "| 0.501 [0.487, 0.515] |")
+    assert body[3] == ("| `fer2013_resnet` | none (not private) | lira | 16 | 0.700 [0.690, 0.710] "
+                       "| 0.15% [0.08%, 0.25%] | 2.46 | 0.501 [0.487, 0.515] |")
+    assert body[0].endswith("| 0.550 **shifted** |")  # no full interval: the value alone
+    # every command that wrote rows, once each, in table order
+    assert lines[-1] == "Commands: " + "; ".join(
+        f"`python -m fer_core audit --twins 16 --checkpoint checkpoints/{m}`"
+        for m in ("dp_odd_eps4", "dp_x_eps2", "fer2013_resnet"))
+
+    assert twin_audit_table(tmp_path / "missing.csv") == TWIN_AUDIT_MISSING
+    header_only = tmp_path / "empty.csv"
+    header_only.write_text(path.read_text().splitlines()[0] + "\n")
+    assert twin_audit_table(header_only) == TWIN_AUDIT_MISSING
+    assert "--twins 16 --checkpoint checkpoints/<model>" in TWIN_AUDIT_MISSING
+
+
+def test_readme_leads_the_audits_with_the_twins():
+    from fer_core.results.report import render_results
+
+    text = render_results()
+    twins = text.index("### Membership-inference audit on twins (same distribution)")
+    assert twins < text.index("### Benchmarks")
+    shifted = "### Membership-inference audit, shifted (Training members vs test-split non-members)"
+    if shifted in text:
+        assert twins < text.index(shifted)
