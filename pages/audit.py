@@ -104,8 +104,8 @@ with st.expander("Older audit: Training members vs test-split non-members (shift
                  "the model)"):
     st.markdown("This audit attacks the shipped models themselves, with members drawn from Training and "
                 "non-members from the test splits. Those sets differ in distribution, so an AUC above 0.5 can be "
-                "the attack telling the splits apart: read it as an upper estimate, the twin audit above as the "
-                "measurement.")
+                "the attack telling the splits apart rather than the faces a model learned; the twin audit above "
+                "is the measurement of leakage.")
     raw_rows, rocs = audit_results()
     rows = usable_audit_rows(raw_rows)
     if not raw_rows:
