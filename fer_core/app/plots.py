@@ -242,6 +242,47 @@ def audit_roc_figure(rocs: dict, attack: str, title: str = "", floor: float = 1e
     return fig
 
 
+def twin_leakage_figure(points: dict, metric_label: str = "AUC", chance: float = 0.5, title: str = "",
+                        percent: bool = False) -> go.Figure:
+    """A leakage measure of the twin audit against the claimed ε (log x-axis): one line per DP method,
+    error bars from the 95 % intervals, each non-private model as a dotted reference line, and the value
+    of a coin flip as a dashed gray line.
+
+    Args:
+        points: :func:`fer_core.audit.verdict.twin_leakage_points` (``{"methods": {method: [point]},
+            "reference": [point]}``, a point ``{"model", "epsilon", "value", "low", "high"}``).
+        metric_label: the y-axis title (e.g. ``"AUC"``); chance: its value for a coin flip.
+        percent: show the y values as percentages (a TPR).
+    """
+    fig = go.Figure()
+    eps = [p["epsilon"] for pts in points.get("methods", {}).values() for p in pts]
+    span = [min(eps), max(eps)] if eps else [0.5, 8.0]
+    fmt = ".2%" if percent else ".3f"
+    for method, pts in points.get("methods", {}).items():
+        ys = [p["value"] for p in pts]
+        fig.add_trace(go.Scatter(
+            x=[p["epsilon"] for p in pts], y=ys, mode="lines+markers", name=str(method),
+            error_y={"type": "data", "symmetric": False,
+                     "array": [0.0 if p["high"] is None else max(0.0, p["high"] - p["value"]) for p in pts],
+                     "arrayminus": [0.0 if p["low"] is None else max(0.0, p["value"] - p["low"]) for p in pts]},
+            customdata=[[p["model"]] for p in pts],
+            hovertemplate=f"%{{customdata[0]}}<br>claimed ε=%{{x:g}}<br>{metric_label} %{{y:{fmt}}}"
+                          "<extra>%{fullData.name}</extra>",
+        ))
+    for ref in points.get("reference", []):
+        fig.add_trace(go.Scatter(
+            x=span, y=[ref["value"]] * 2, mode="lines", name=f"{ref['model']} (not private)",
+            line={"dash": "dot", "color": "firebrick"},
+            hovertemplate=f"{ref['model']}: no privacy<br>{metric_label} %{{y:{fmt}}}<extra></extra>",
+        ))
+    fig.add_trace(go.Scatter(x=span, y=[chance] * 2, mode="lines", name="chance",
+                             line={"dash": "dash", "color": "gray"}, hoverinfo="skip"))
+    fig.update_layout(title=title, xaxis_title="claimed ε (log scale)", xaxis_type="log", yaxis_title=metric_label,
+                      yaxis_tickformat=".1%" if percent else None, height=420, margin={"t": 40 if title else 10},
+                      legend_orientation="h")
+    return fig
+
+
 def class_distribution_figure(table, label_set: str = "FER2013") -> go.Figure:
     """Grouped bars: faces per emotion, one bar per split.
 

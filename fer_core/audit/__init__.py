@@ -47,13 +47,20 @@ from fer_core.audit.twins import (
 from fer_core.audit.verdict import (
     ATTACK_NAMES,
     AUDIT_TABLE_COLUMNS,
+    TWIN_METRICS,
+    TWIN_TABLE_COLUMNS,
     Verdict,
     attack_order,
     audit_sample_text,
     audit_table_rows,
     audit_verdict,
     roc_curves,
+    twin_leakage_points,
+    twin_recipe_notes,
+    twin_table_rows,
+    twin_verdicts,
     usable_audit_rows,
+    usable_twin_rows,
 )
 
 __all__ = [
@@ -66,6 +73,8 @@ __all__ = [
     "RMIA_OFFLINE_A",
     "SHIFT_FLAG_AUC",
     "TWIN_AUDIT_DIR",
+    "TWIN_METRICS",
+    "TWIN_TABLE_COLUMNS",
     "Verdict",
     "attack_metrics",
     "attack_order",
@@ -94,6 +103,11 @@ __all__ = [
     "true_label_probability",
     "twin_audit_rows",
     "twin_config",
+    "twin_leakage_points",
     "twin_logits",
+    "twin_recipe_notes",
+    "twin_table_rows",
+    "twin_verdicts",
     "usable_audit_rows",
+    "usable_twin_rows",
 ]
