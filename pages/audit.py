@@ -67,9 +67,10 @@ else:
         st.warning(f"Skipped {len(twin_raw) - len(twin_rows)} malformed row(s) of `{twin_audit_path()}` "
                    "(no model, attack or AUC).")
     st.dataframe(pd.DataFrame(twin_table_rows(twin_rows)), hide_index=True, width="stretch", key="twin_table")
-    st.caption("One row per model and attack; intervals are 95% (Hanley-McNeil for the attack AUCs, bootstrap for "
-               "the blind AUC, Clopper-Pearson for the TPRs). The blind AUC is the model-free baseline on the same halves: near 0.5 means the attack's "
-               "members and non-members differ only in whether the twin trained on them.")
+    st.caption("One row per model and attack; intervals are 95% (Hanley-McNeil for the attack AUCs, bootstrap "
+               "for the blind AUC, Clopper-Pearson for the TPRs). The blind AUC is the model-free baseline on the "
+               "same halves: near 0.5 means the attack's members and non-members differ only in whether the twin "
+               "trained on them.")
     for note in twin_recipe_notes(twin_rows):
         st.caption(f"{note} (changed from the shipped recipe).")
 
