@@ -106,6 +106,33 @@ def test_blind_baseline_on_real_faces_random_halves_of_training_is_at_chance(rea
     assert 0.47 <= res.auc <= 0.53, res
 
 
+@pytest.mark.realdata
+def test_pooled_blind_baseline_on_a_twin_audit_design_of_real_faces_is_within_0p48_0p52(real_data):
+    from fer_core.audit.blind import pooled_blind_baseline
+    from fer_core.training.rows import twin_membership
+
+    data = np.load(real_data)
+    train = np.flatnonzero(data["usage"] == "Training")
+    rows = np.sort(np.random.default_rng([0, 1]).permutation(train)[:10_000])  # as audit_twins samples its rows
+    inside = twin_membership(len(rows), 4, seed=0)
+    res = pooled_blind_baseline(data["images"][rows], inside, seed=0, bootstrap=200)
+    assert 0.48 <= res.auc <= 0.52 and not res.shifted, res
+    assert res.n_members == inside.sum() and res.n_non_members == (~inside).sum()
+
+
+def test_pooled_blind_baseline_catches_a_shifted_design():
+    from fer_core.audit.blind import pooled_blind_baseline
+
+    faces, _ = make_faces(600, seed=3)
+    rng = np.random.default_rng(0)
+    inside = np.stack([rng.permutation(600) < 300 for _ in range(3)])
+    assert not pooled_blind_baseline(faces, inside, bootstrap=200).shifted
+    shifted = faces.astype(np.int16)
+    shifted[inside[0]] += 25  # twin 0's members are brighter: its split is not one distribution
+    res = pooled_blind_baseline(np.clip(shifted, 0, 255).astype(np.uint8), inside, bootstrap=200)
+    assert res.shifted and res.auc > 0.55
+
+
 @pytest.mark.slow
 def test_audit_twins_of_a_recipe_that_memorises_leak_and_their_split_is_not_shifted(tmp_path):
     from conftest import TINY_RESNET, write_npz

@@ -19,6 +19,7 @@ from fer_core.audit.blind import (
     BlindResult,
     blind_baseline,
     image_features,
+    pooled_blind_baseline,
 )
 from fer_core.audit.lira import (
     MIN_SD,
@@ -88,6 +89,7 @@ __all__ = [
     "clopper_pearson",
     "epsilon_lower_bound",
     "image_features",
+    "pooled_blind_baseline",
     "lira_scores",
     "logit_confidence",
     "loss_scores",

@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load_file
 
 from fer_core.audit.attacks import attack_metrics, loss_scores
-from fer_core.audit.blind import blind_baseline
+from fer_core.audit.blind import pooled_blind_baseline
 from fer_core.audit.lira import lira_scores, logit_confidence
 from fer_core.data.datasets import FERDataset
 from fer_core.data.preprocess import to_model_input
@@ -142,7 +142,8 @@ def audit_twins(card: ModelCard, cfgs: list[TrainConfig], n_rows: int = 10_000, 
         ds: the dataset (default: the twins' data with their label set).
 
     Returns:
-        ``{"model", "twins", "n_rows", "blind": BlindResult of twin 0's members vs non-members,
+        ``{"model", "twins", "n_rows", "blind": BlindResult on every twin's members vs non-members (pooled, as
+        the attacks are: :func:`~fer_core.audit.blind.pooled_blind_baseline`),
         "loss": attack_metrics, "lira": attack_metrics (online, fixed variance; pooled over targets),
         "claimed_epsilon", "delta"}``.
     """
@@ -171,7 +172,7 @@ def audit_twins(card: ModelCard, cfgs: list[TrainConfig], n_rows: int = 10_000, 
     delta = card.delta or 1e-5
     return {
         "model": card.name, "twins": k, "n_rows": len(rows),
-        "blind": blind_baseline(ds.images[rows[inside[0]]], ds.images[rows[~inside[0]]], seed=seed),
+        "blind": pooled_blind_baseline(ds.images[rows], inside, seed=seed),
         "loss": attack_metrics(np.concatenate(member), np.concatenate(loss), delta=delta, seed=seed),
         "lira": attack_metrics(np.concatenate(lira_member), np.concatenate(lira), delta=delta, seed=seed),
         "claimed_epsilon": card.epsilon, "delta": card.delta,
