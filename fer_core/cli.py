@@ -36,22 +36,11 @@ from fer_core.results.files import ARCH_RESULTS, SPEED_RESULTS, SWEEP_RESULTS, w
 from fer_core.results.report import README, update_readme
 from fer_core.results.speed import describe_machine, machine_info, measure_models
 from fer_core.results.sweep import EPSILONS, RECIPES, run_sweep
-from fer_core.training.config import TrainConfig, add_config_arguments, config_from_arguments
+from fer_core.training.config import TrainConfig, add_config_arguments, config_from_arguments, json_object_argument
 from fer_core.training.distributed import launched_rank
 from fer_core.training.lifecycle import main as train_main
 
 DATA_HELP = "dataset (.npz, .csv or image folder); default $FER_DATA or ../shared/data/fer2013.npz"
-
-
-def _json_object(text: str) -> dict:
-    """An argparse type: a JSON object, or a clear error."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError('must be a JSON object, e.g. \'{"epochs": 10}\'')
-    return value
 
 
 def _command_line() -> str:
@@ -345,7 +334,7 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
                    "between random splits of 4,000 rows)")
     g.add_argument("--twin-epochs", type=int, help="train the twins for this many epochs instead of the recipe's "
                    "(recorded in the results)")
-    g.add_argument("--twin-config", type=_json_object, default={},
+    g.add_argument("--twin-config", type=json_object_argument, default={},
                    help='JSON object of training-config fields changed for every twin, e.g. \'{"init_from": null}\' '
                    "to train from scratch a recipe that starts from the shipped model (recorded in the results)")
 

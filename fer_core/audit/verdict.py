@@ -21,6 +21,8 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from fer_core.training.config import FREE_OPTIONS
+
 #: Display names of the attacks in the ``attack`` column of ``audit.csv`` and ``audit_twins.csv``.
 ATTACK_NAMES = {"lira": "LiRA online (twin shadows)", "rmia": "RMIA (reference models)", "loss": "Loss threshold"}
 
@@ -113,8 +115,8 @@ def audit_sample_text(rows: Iterable[dict], attack: str) -> str | None:
 
 # --- the twin audit (audit_twins.csv) -------------------------------------------------------------------------------
 
-#: Columns of :func:`twin_table_rows`, in display order (intervals are 95 %: bootstrap for the AUCs,
-#: Clopper-Pearson for the TPRs).
+#: Columns of :func:`twin_table_rows`, in display order (intervals are 95 %: Hanley-McNeil for the attack AUCs,
+#: bootstrap for the blind AUC, Clopper-Pearson for the TPRs).
 TWIN_TABLE_COLUMNS = ["model", "method", "claimed ε", "attack", "twins", "rows", "AUC [95%]", "TPR@1% FPR [95%]",
                       "TPR@0.1% FPR [95%]", "empirical ε lower bound", "blind AUC [95%]"]
 
@@ -245,13 +247,17 @@ def twin_leakage_points(rows: Iterable[dict], attack: str, metric: str = "auc") 
 
 def twin_recipe_notes(rows: Iterable[dict]) -> list[str]:
     """``"dp_x: twins trained with epochs=3"`` for each model whose twins changed the shipped recipe
-    (``twin_overrides``, a JSON object; empty or unreadable ones are no change), one per model."""
+    (``twin_overrides``, a JSON object; empty or unreadable ones are no change, and so are options that do
+    not change what is trained, :data:`~fer_core.training.config.FREE_OPTIONS` such as ``threads``), one per
+    model."""
     notes = {}
     for r in rows:
         try:
             changes = json.loads(r.get("twin_overrides") or "{}")
         except ValueError:
             continue
+        if isinstance(changes, dict):
+            changes = {k: v for k, v in changes.items() if k not in FREE_OPTIONS}
         if isinstance(changes, dict) and changes and r["model"] not in notes:
             notes[r["model"]] = f"`{r['model']}`: twins trained with " + ", ".join(
                 f"{k}={v}" for k, v in sorted(changes.items()))

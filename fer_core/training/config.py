@@ -206,6 +206,17 @@ def add_config_arguments(parser: argparse.ArgumentParser, groups: tuple[str, ...
         arg_groups[meta["group"]].add_argument(flag(f.name), **kwargs)
 
 
+def json_object_argument(text: str) -> dict:
+    """An argparse ``type``: a JSON object, or :class:`argparse.ArgumentTypeError` saying what was wrong."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError('must be a JSON object, e.g. \'{"epochs": 10}\'')
+    return value
+
+
 def _json_object(name: str, text: str, defaults: dict) -> dict:
     if name == "augment" and text.strip().lower() in ("off", "none"):
         return {}
