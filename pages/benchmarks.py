@@ -5,7 +5,7 @@ import streamlit as st
 
 from fer_core.app.plots import benchmark_scatter_figure
 from fer_core.app.support import LIVE_BENCH_MAX_S, BenchmarkBusy, available_checkpoints, live_benchmark
-from fer_core.results.files import audit_path, audit_results, read_speed, speed_path
+from fer_core.results.files import audit_path, audit_results, read_speed, read_twin_audit, speed_path, twin_audit_path
 from fer_core.results.speed import describe_machine, machine_info, measured_on
 from fer_core.results.tables import BENCHMARK_COLUMNS, FIGURE_COLUMNS, benchmark_rows
 from fer_core.results.views import LIVE, benchmark_filter, live_comparison_rows, live_speed_points
@@ -30,7 +30,7 @@ if not cards:
     st.stop()
 
 speed = read_speed()
-rows = benchmark_rows(cards.values(), audit_results()[0], speed)
+rows = benchmark_rows(cards.values(), audit_results()[0], speed, twin_rows=read_twin_audit())
 
 c1, c2, c3, c4 = st.columns(4)
 privacy = c1.multiselect("Privacy", ["private", "not private"], default=["private", "not private"],
@@ -53,6 +53,8 @@ else:
         "δ": st.column_config.NumberColumn(format="%.0e"),
         ACC: pct, "PrivateTest macro-F1": pct, "PrivateTest accuracy (dedup)": pct, "negative-vs-other F1": pct,
         "ECE": pct,
+        "twin audit AUC (LiRA)": st.column_config.NumberColumn(format="%.3f"),
+        "twin audit ε lower bound": st.column_config.NumberColumn(format="%.2f"),
         "audit AUC (RMIA)": st.column_config.NumberColumn(format="%.3f"),
         "audit AUC (loss)": st.column_config.NumberColumn(format="%.3f"),
         "faces/s batch 1": st.column_config.NumberColumn(format="%.0f"),
@@ -61,7 +63,9 @@ else:
     })
 speed_note = ("; ".join(f"{m} on {d} (`{c}`)" for m, d, c in measured_on(speed))
               or "none yet (`python -m fer_core bench --write`)")
-st.caption(f"Read from each model card (`checkpoints/<model>/model.json`), the audit (`{audit_path()}`) and the "
+st.caption(f"Read from each model card (`checkpoints/<model>/model.json`), the twin audit (`{twin_audit_path()}`: "
+           f"LiRA on twins of each recipe, members and non-members from one distribution), the shifted audit "
+           f"(`{audit_path()}`: Training members vs test-split non-members) and the "
            f"committed speed figures (`{speed_path()}`). Speed measured on: {speed_note}. Faces/s: the "
            "classifier on aligned 48×48 faces; photo ms: a 1 MP photo with one face, end to end (decode, "
            "detection, alignment, classification, annotation).")

@@ -111,13 +111,17 @@ def test_benchmark_rows_join_cards_audit_and_speed():
     audit = [{"model": "dp", "attack": "rmia", "auc": "0.51"}, {"model": "dp", "attack": "loss", "auc": "0.505"},
              {"model": "plain", "attack": "rmia", "auc": "not a number"}]
     speed = [{"model": "dp", "faces_per_s_batch1": 30.0, "faces_per_s_batch64": 300.0, "photo_ms": 60.0}]
-    rows = {r["model"]: r for r in benchmark_rows(cards, audit, speed)}
+    twins = [{"model": "dp", "attack": "loss", "auc": 0.49, "epsilon_lower_bound": 0.0},
+             {"model": "dp", "attack": "lira", "auc": 0.503, "epsilon_lower_bound": 0.1}]
+    rows = {r["model"]: r for r in benchmark_rows(cards, audit, speed, twin_rows=twins)}
     assert set(rows) == {"plain", "dp", "plus"}  # the card without a name is skipped
     assert list(rows["dp"]) == tables.BENCHMARK_COLUMNS
     dp, plain, plus = rows["dp"], rows["plain"], rows["plus"]
     assert dp["private"] and dp["ε"] == 2.0 and dp["δ"] == 1e-5 and dp["privacy"] == "ε = 2, δ = 1e-05"
     assert dp["PrivateTest accuracy"] == 0.3 and dp["audit AUC (RMIA)"] == 0.51 and dp["audit AUC (loss)"] == 0.505
     assert (dp["faces/s batch 1"], dp["faces/s batch 64"], dp["photo ms"]) == (30.0, 300.0, 60.0)
+    assert dp["twin audit AUC (LiRA)"] == 0.503 and dp["twin audit ε lower bound"] == 0.1
+    assert rows["plain"]["twin audit AUC (LiRA)"] is None
     assert not plain["private"] and plain["ε"] is None and plain["privacy"] == "not private"
     assert plain["method"] == "not private" and plain["audit AUC (RMIA)"] is None and plain["faces/s batch 1"] is None
     assert plain["negative-vs-other F1"] == 0.6 and plain["training data"] == "plain rows"

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from fer_core.app.support import available_checkpoints
 from fer_core.models.checkpoint import DEFAULT_CHECKPOINT
-from fer_core.results.files import SPEED_RESULTS, audit_results, read_speed
+from fer_core.results.files import SPEED_RESULTS, audit_results, read_speed, read_twin_audit
 from fer_core.results.speed import describe_machine, machine_info
 
 APP = str(REPO / "app.py")
@@ -45,6 +45,7 @@ def test_table_is_read_from_the_committed_files(app):
     table = app.dataframe[0].value.set_index("model")
     assert set(table.index) == set(cards)
     audit = {(r["model"], r["attack"]): r["auc"] for r in audit_results()[0]}
+    twins = {(r["model"], r["attack"]): r["auc"] for r in read_twin_audit()}
     speed = {r["model"]: r for r in read_speed(SPEED_RESULTS)}
     for name, c in cards.items():
         row, m = table.loc[name], c["metrics"]["PrivateTest"]
@@ -62,10 +63,12 @@ def test_table_is_read_from_the_committed_files(app):
         else:
             assert row["privacy"] == "not private"
         assert same(row["audit AUC (RMIA)"], audit.get((name, "rmia")))
+        assert same(row["twin audit AUC (LiRA)"], twins.get((name, "lira")))
         assert same(row["faces/s batch 1"], speed.get(name, {}).get("faces_per_s_batch1"))
         assert same(row["photo ms"], speed.get(name, {}).get("photo_ms"))
     caption = " ".join(c.value for c in app.caption)
-    assert "speed.csv" in caption and "audit.csv" in caption and "python -m fer_core bench" in caption
+    assert "speed.csv" in caption and "audit.csv" in caption and "audit_twins.csv" in caption
+    assert "python -m fer_core bench" in caption
 
     figs = charts(app)
     eps, spd = figs["Accuracy against privacy"], figs["Accuracy against speed"]

@@ -186,27 +186,30 @@ def audit_table(path: Path = AUDIT_RESULTS) -> str:
 
 
 def benchmarks_table(checkpoint_dir: Path = CHECKPOINT_DIR, audit_path: Path = AUDIT_RESULTS,
-                     speed_path: Path | None = None) -> str:
+                     speed_path: Path | None = None, twin_path: Path | None = None) -> str:
     """Markdown version of the app's Benchmarks table: every shipped model's privacy, PrivateTest accuracy,
-    audit AUC and speed, from the model cards, ``audit.csv`` and ``speed.csv``
+    audit AUC (LiRA on twins, and the shifted RMIA) and speed, from the model cards, ``audit_twins.csv``,
+    ``audit.csv`` and ``speed.csv``
     (:func:`fer_core.results.tables.benchmark_rows`), followed by the machine(s) the speed was measured on."""
 
     audit = read_audit(audit_path) or []
     speed = read_speed(speed_path or SPEED_RESULTS)
-    rows = benchmark_rows([read_card(d) for d in list_checkpoints(checkpoint_dir)], audit, speed)
+    rows = benchmark_rows([read_card(d) for d in list_checkpoints(checkpoint_dir)], audit, speed,
+                          twin_rows=read_twin_audit(twin_path or TWIN_AUDIT_RESULTS))
 
     def num(v, spec: str) -> str:
         return "–" if v is None else format(v, spec)
 
     lines = [
-        "| model | arch | label set | privacy | PrivateTest acc | macro-F1 | audit AUC (RMIA) | faces/s, batch 1 "
-        "| faces/s, batch 64 | 1 MP photo, ms |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | arch | label set | privacy | PrivateTest acc | macro-F1 | twin audit AUC (LiRA) "
+        "| shifted audit AUC (RMIA) | faces/s, batch 1 | faces/s, batch 64 | 1 MP photo, ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| `{r['model']}` | {r['arch']} | {r['label set']} | {r['privacy']} | {_pct(r['PrivateTest accuracy'])} "
-            f"| {_pct(r['PrivateTest macro-F1'])} | {num(r['audit AUC (RMIA)'], '.3f')} "
+            f"| {_pct(r['PrivateTest macro-F1'])} | {num(r['twin audit AUC (LiRA)'], '.3f')} "
+            f"| {num(r['audit AUC (RMIA)'], '.3f')} "
             f"| {num(r['faces/s batch 1'], '.0f')} | {num(r['faces/s batch 64'], '.0f')} "
             f"| {num(r['photo ms'], '.1f')} |"
         )

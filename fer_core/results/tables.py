@@ -20,7 +20,8 @@ from fer_core.results.files import finite_or_none
 BENCHMARK_COLUMNS = [
     "model", "arch", "label set", "parameters", "MACs", "training data", "private", "method", "privacy", "ε", "δ",
     "PrivateTest accuracy", "PrivateTest macro-F1", "PrivateTest accuracy (dedup)", "negative-vs-other F1", "ECE",
-    "audit AUC (RMIA)", "audit AUC (loss)", "faces/s batch 1", "faces/s batch 64", "photo ms",
+    "twin audit AUC (LiRA)", "twin audit ε lower bound", "audit AUC (RMIA)", "audit AUC (loss)",
+    "faces/s batch 1", "faces/s batch 64", "photo ms",
 ]
 
 #: :data:`fer_core.results.files.FIGURES` -> their field in :func:`card_row`.
@@ -67,7 +68,7 @@ def as_card(card: dict) -> ModelCard:
 
 
 def card_row(card: dict, audit_rows: Iterable[dict] = (), speed_rows: Iterable[dict] = (),
-             split: str = "PrivateTest") -> dict:
+             split: str = "PrivateTest", twin_rows: Iterable[dict] = ()) -> dict:
     """One model card as one row of display fields.
 
     Args:
@@ -77,6 +78,8 @@ def card_row(card: dict, audit_rows: Iterable[dict] = (), speed_rows: Iterable[d
             model's are used (the last valid one per attack).
         speed_rows: rows of a speed CSV (:func:`fer_core.results.files.read_speed`); only this model's.
         split: the test split whose metrics fill the ``PrivateTest ...`` fields.
+        twin_rows: rows of ``audit_twins.csv`` (:func:`fer_core.results.files.read_twin_audit`); this model's
+            LiRA row fills the twin-audit fields.
 
     Returns:
         ``model``, ``arch``, ``label set`` (``"ferplus (8 classes)"``), ``labels``
@@ -85,8 +88,9 @@ def card_row(card: dict, audit_rows: Iterable[dict] = (), speed_rows: Iterable[d
         or ``"not private"``), ``privacy`` (:func:`privacy_text`), ``ε``/``δ`` (floats; None when not
         private), ``PublicTest accuracy`` and the test metrics ``PrivateTest accuracy``, ``... macro-F1``,
         ``... accuracy (dedup)``, ``... accuracy (flip TTA)``, ``negative-vs-other F1``, ``ECE`` (shares in
-        [0, 1] or None), ``train seconds`` (the card's wall time or None), ``audit AUC (RMIA)``/``(loss)``
-        (0-1 or None) and the speed fields of :data:`FIGURE_COLUMNS` (faces/s, ms, or None).
+        [0, 1] or None), ``train seconds`` (the card's wall time or None), ``twin audit AUC (LiRA)`` (0-1)
+        and ``twin audit ε lower bound`` of the recipe's twins (or None), ``audit AUC (RMIA)``/``(loss)`` of the
+        shifted audit (0-1 or None) and the speed fields of :data:`FIGURE_COLUMNS` (faces/s, ms, or None).
     """
     c = as_card(card)
     name = c.name
@@ -95,6 +99,7 @@ def card_row(card: dict, audit_rows: Iterable[dict] = (), speed_rows: Iterable[d
         v = finite_or_none(r.get("auc"))
         if str(r.get("model") or "").strip() == name and r.get("attack") and v is not None:
             auc[str(r["attack"]).strip()] = v
+    lira = next((r for r in twin_rows if str(r.get("model") or "").strip() == name and r.get("attack") == "lira"), {})
     speed: dict = {}
     for r in speed_rows:
         if r.get("model") and str(r["model"]).strip() == name:
@@ -123,6 +128,8 @@ def card_row(card: dict, audit_rows: Iterable[dict] = (), speed_rows: Iterable[d
         "negative-vs-other F1": finite_or_none((m.get("negative_vs_other") or {}).get("f1")),
         "ECE": finite_or_none(m.get("ece")),
         "train seconds": finite_or_none(c.get("wall_time_s")),
+        "twin audit AUC (LiRA)": finite_or_none(lira.get("auc")),
+        "twin audit ε lower bound": finite_or_none(lira.get("epsilon_lower_bound")),
         "audit AUC (RMIA)": auc.get("rmia"),
         "audit AUC (loss)": auc.get("loss"),
         **{col: finite_or_none(speed.get(key)) for key, col in FIGURE_COLUMNS.items()},
@@ -136,7 +143,7 @@ def summary_rows(cards: Iterable[dict]) -> list[dict]:
 
 
 def benchmark_rows(cards: Iterable[dict], audit_rows: Iterable[dict] = (), speed_rows: Iterable[dict] = (),
-                   split: str = "PrivateTest") -> list[dict]:
+                   split: str = "PrivateTest", twin_rows: Iterable[dict] = ()) -> list[dict]:
     """One row per model card with its architecture, data, privacy, test metrics, audit AUC and speed.
 
     Args:
@@ -144,13 +151,14 @@ def benchmark_rows(cards: Iterable[dict], audit_rows: Iterable[dict] = (), speed
         audit_rows: rows of ``audit.csv`` (``model``, ``attack``, ``auc``; strings or numbers).
         speed_rows: rows of a speed CSV (:func:`fer_core.results.files.read_speed`).
         split: the test split whose metrics are shown.
+        twin_rows: rows of ``audit_twins.csv`` (the same-distribution audit of each recipe).
 
     Returns:
         Dicts with :data:`BENCHMARK_COLUMNS`, the :func:`card_row` fields of the same names. Cards
         without a name are skipped.
     """
-    audit, speed = list(audit_rows), list(speed_rows)
-    rows = [card_row(c, audit, speed, split) for c in cards if c.get("name")]
+    audit, speed, twins = list(audit_rows), list(speed_rows), list(twin_rows)
+    rows = [card_row(c, audit, speed, split, twins) for c in cards if c.get("name")]
     return [{col: r[col] for col in BENCHMARK_COLUMNS} for r in rows]
 
 
