@@ -160,6 +160,7 @@ def test_audit_twins_of_a_recipe_that_memorises_leak_and_their_split_is_not_shif
     res = audit_twins(card, cfgs, n_rows=256)
     assert res["twins"] == 4 and res["n_rows"] == 256
     assert res["loss"]["auc"] > 0.6 and res["lira"]["auc"] > 0.53  # the recipe memorises: members stand out
+    assert res["lira_offline"]["auc"] > 0.53
     assert 0.35 < res["blind"].auc < 0.65 and not res["blind"].shifted  # same distribution by construction
     assert res["loss"]["n_members"] + res["loss"]["n_nonmembers"] == 4 * 256
 
@@ -169,7 +170,7 @@ def test_audit_twins_of_a_recipe_that_memorises_leak_and_their_split_is_not_shif
 
     out = tmp_path / "audit_twins.csv"
     rows = run_twin_audit([str(tmp_path / "ck")], twins=4, n_rows=256, out_root=tmp_path / "twins", results=str(out))
-    assert {r["attack"] for r in rows} == {"loss", "lira"} and read_twin_audit(out) == rows
+    assert {r["attack"] for r in rows} == {"loss", "lira", "lira_offline"} and read_twin_audit(out) == rows
     lira = next(r for r in rows if r["attack"] == "lira")
     assert lira["auc"] == pytest.approx(res["lira"]["auc"]) and lira["blind_auc"] == pytest.approx(res["blind"].auc,
                                                                                                   abs=1e-4)

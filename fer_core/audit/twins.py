@@ -42,6 +42,8 @@ from fer_core.training.state import finished_card
 from fer_core.training.validation import BEST_FILE
 
 TWIN_AUDIT_DIR = Path("runs/twins")
+#: The attacks of a twin audit, each one row of ``audit_twins.csv``.
+TWIN_ATTACKS = ("lira", "lira_offline", "loss")
 
 
 def twin_config(card: ModelCard, twin: int, twins: int, seed: int = 0, out_root: Path = TWIN_AUDIT_DIR,
@@ -145,6 +147,7 @@ def audit_twins(card: ModelCard, cfgs: list[TrainConfig], n_rows: int = 10_000, 
         ``{"model", "twins", "n_rows", "blind": BlindResult on every twin's members vs non-members (pooled, as
         the attacks are: :func:`~fer_core.audit.blind.pooled_blind_baseline`),
         "loss": attack_metrics, "lira": attack_metrics (online, fixed variance; pooled over targets),
+        "lira_offline": the same with OUT shadows only (Carlini et al.'s offline variant),
         "claimed_epsilon", "delta"}``.
     """
     cfg0 = cfgs[0]
@@ -159,7 +162,7 @@ def audit_twins(card: ModelCard, cfgs: list[TrainConfig], n_rows: int = 10_000, 
     phi = np.stack([logit_confidence(z, labels) for z in logits])  # (K, n)
     p_true = np.exp(-np.logaddexp(0.0, -phi))  # sigmoid(phi) = p of the true label
     k = len(cfgs)
-    lira, lira_member, loss, member = [], [], [], []
+    lira, lira_member, offline, offline_member, loss, member = [], [], [], [], [], []
     for t in range(k):
         others = [j for j in range(k) if j != t]
         n_in = inside[others].sum(axis=0)
@@ -167,6 +170,10 @@ def audit_twins(card: ModelCard, cfgs: list[TrainConfig], n_rows: int = 10_000, 
         lira.append(lira_scores(phi[t, ok], phi[others][:, ok], inside[others][:, ok], online=True,
                                 fixed_variance=True))
         lira_member.append(inside[t, ok])
+        has_out = n_in < k - 1  # LiRA offline needs OUT shadows only
+        offline.append(lira_scores(phi[t, has_out], phi[others][:, has_out], inside[others][:, has_out],
+                                   online=False, fixed_variance=True))
+        offline_member.append(inside[t, has_out])
         loss.append(loss_scores(p_true[t]))
         member.append(inside[t])
     delta = card.delta or 1e-5
@@ -175,6 +182,8 @@ def audit_twins(card: ModelCard, cfgs: list[TrainConfig], n_rows: int = 10_000, 
         "blind": pooled_blind_baseline(ds.images[rows], inside, seed=seed),
         "loss": attack_metrics(np.concatenate(member), np.concatenate(loss), delta=delta, seed=seed),
         "lira": attack_metrics(np.concatenate(lira_member), np.concatenate(lira), delta=delta, seed=seed),
+        "lira_offline": attack_metrics(np.concatenate(offline_member), np.concatenate(offline), delta=delta,
+                                       seed=seed),
         "claimed_epsilon": card.epsilon, "delta": card.delta,
     }
 
@@ -185,7 +194,7 @@ def twin_audit_rows(result: dict, card: ModelCard, seconds: float, command: str 
     :func:`audit_twins` result: one per attack."""
     blind = result["blind"]
     rows = []
-    for attack in ("loss", "lira"):
+    for attack in TWIN_ATTACKS:
         m = result[attack]
         rows.append({
             "model": card.name, "private": card.is_private, "method": card.privacy.get("method", ""),
@@ -222,7 +231,7 @@ def run_twin_audit(paths: list[str], twins: int = 16, seed: int = 0, n_rows: int
         result = audit_twins(card, cfgs, n_rows=n_rows, seed=seed)
         rows = twin_audit_rows(result, card, time.perf_counter() - t0, command, overrides)
         written = write_twin_audit(rows, results or TWIN_AUDIT_RESULTS,
-                                   rocs={card.name: {a: result[a]["roc"] for a in ("loss", "lira")}})
+                                   rocs={card.name: {a: result[a]["roc"] for a in TWIN_ATTACKS}})
         update_card(path, audit_twins={r["attack"]: {k: r[k] for k in TWIN_AUDIT_COLUMNS
                                                      if k not in ("model", "command")} for r in rows})
         lira = next(r for r in rows if r["attack"] == "lira")

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from fer_core.training.config import FREE_OPTIONS
 
 #: Display names of the attacks in the ``attack`` column of ``audit.csv`` and ``audit_twins.csv``.
-ATTACK_NAMES = {"lira": "LiRA online (twin shadows)", "rmia": "RMIA (reference models)", "loss": "Loss threshold"}
+ATTACK_NAMES = {"lira": "LiRA online (twin shadows)", "lira_offline": "LiRA offline (OUT shadows only)",
+                "rmia": "RMIA (reference models)", "loss": "Loss threshold"}
 
 #: Columns of :func:`audit_table_rows`, in display order.
 AUDIT_TABLE_COLUMNS = ["model", "private", "method", "claimed ε", "attack", "AUC", "TPR@1% FPR", "TPR@0.1% FPR",
@@ -48,11 +49,11 @@ def usable_audit_rows(rows: Iterable[dict]) -> list[dict]:
 
 
 def _attack_rank(attack: str) -> tuple:
-    return attack != "lira", attack != "rmia", attack != "loss", attack
+    return attack != "lira", attack != "lira_offline", attack != "rmia", attack != "loss", attack
 
 
 def attack_order(rows: Iterable[dict]) -> list[str]:
-    """The attacks in ``rows``, strongest first: LiRA, RMIA, the loss threshold, then any other by name."""
+    """The attacks in ``rows``, strongest first: LiRA online, offline, RMIA, the loss threshold, then any other."""
     return sorted({r["attack"] for r in rows}, key=_attack_rank)
 
 
