@@ -131,15 +131,22 @@ def test_readme_twin_audit_table(written, tmp_path):
     path, _ = written([row(), row(attack="loss", auc=0.505, eps=0.0),
                        row("fer2013_resnet", private=False, auc=0.7, eps=2.46),
                        row("fer2013_resnet", attack="loss", private=False, auc=0.62, eps=0.81),
-                       row("dp_odd_eps4", claimed=4.0, shifted=True, blind_auc_high="")])
+                       row("dp_odd_eps4", claimed=4.0, shifted=True, blind_auc_high=""),
+                       row("fer2013_resnet", attack="lira_offline", private=False, auc=0.65, eps=1.5,
+                           twin_overrides='{"epochs": 8, "init_from": null, "threads": 1}')])
     lines = twin_audit_table(path).splitlines()
-    assert lines[0].startswith("| model | claimed ε | attack | twins | AUC [95%] | TPR @ 0.1% FPR [95%]")
+    assert lines[0].startswith("| model | claimed ε | attack | twins | AUC [95%] | TPR @ 1% FPR [95%] "
+                               "| TPR @ 0.1% FPR [95%]")
     body = [x for x in lines[2:] if x.startswith("| `")]
-    assert len(body) == 5
-    assert body[1] == ("| `dp_x_eps2` | 2 | lira | 16 | 0.520 [0.510, 0.530] | 0.15% [0.08%, 0.25%] | 0.30 "
-                       "| 0.501 [0.487, 0.515] |")
+    assert len(body) == 6
+    assert body[1] == ("| `dp_x_eps2` | 2 | lira | 16 | 0.520 [0.510, 0.530] | 1.20% [1.00%, 1.40%] "
+                       "| 0.15% [0.08%, 0.25%] | 0.30 | 0.501 [0.487, 0.515] |")
     assert body[3] == ("| `fer2013_resnet` | none (not private) | lira | 16 | 0.700 [0.690, 0.710] "
-                       "| 0.15% [0.08%, 0.25%] | 2.46 | 0.501 [0.487, 0.515] |")
+                       "| 1.20% [1.00%, 1.40%] | 0.15% [0.08%, 0.25%] | 2.46 | 0.501 [0.487, 0.515] |")
+    # a changed recipe is said (free options such as threads are not changes), and what the twins cost
+    assert any(x.startswith("Twins trained with a changed recipe: `fer2013_resnet`: `epochs=8`, `init_from=null` (")
+               for x in lines)
+    assert any(x.startswith("Cost: 3 min of twin training") for x in lines)  # the three LiRA rows' 60 s each
     assert body[0].endswith("| 0.550 **shifted** |")  # no full interval: the value alone
     # every command that wrote rows, once each, in table order
     assert lines[-1] == "Commands: " + "; ".join(

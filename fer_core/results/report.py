@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from fer_core.models.checkpoint import CHECKPOINT_DIR, DEFAULT_CHECKPOINT, list_checkpoints, read_card
@@ -27,6 +28,7 @@ from fer_core.results.files import (
 )
 from fer_core.results.speed import measured_on
 from fer_core.results.tables import benchmark_rows, card_row
+from fer_core.training.config import FREE_OPTIONS
 
 README = CHECKPOINT_DIR.parent / "README.md"
 BEGIN = "<!-- BEGIN GENERATED: results -->"
@@ -144,9 +146,9 @@ def twin_audit_table(path: Path = TWIN_AUDIT_RESULTS) -> str:
     if not rows:
         return TWIN_AUDIT_MISSING
     lines = [
-        "| model | claimed ε | attack | twins | AUC [95%] | TPR @ 0.1% FPR [95%] | empirical ε lower bound (95%) "
-        "| blind AUC [95%] |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | claimed ε | attack | twins | AUC [95%] | TPR @ 1% FPR [95%] | TPR @ 0.1% FPR [95%] "
+        "| empirical ε lower bound (95%) | blind AUC [95%] |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         claimed = f"{r['claimed_epsilon']:g}" if r.get("claimed_epsilon") is not None else "none (not private)"
@@ -154,9 +156,26 @@ def twin_audit_table(path: Path = TWIN_AUDIT_RESULTS) -> str:
         lb = r.get("epsilon_lower_bound")
         lines.append(
             f"| `{r['model']}` | {claimed} | {r['attack']} | {'–' if r.get('twins') is None else int(r['twins'])} "
-            f"| {_with_interval(r, 'auc', '.3f')} | {_with_interval(r, 'tpr_at_0.1pct_fpr', '.2%')} "
+            f"| {_with_interval(r, 'auc', '.3f')} | {_with_interval(r, 'tpr_at_1pct_fpr', '.2%')} "
+            f"| {_with_interval(r, 'tpr_at_0.1pct_fpr', '.2%')} "
             f"| {'–' if lb is None else f'{lb:.2f}'} | {blind} |"
         )
+    changed = {}
+    for r in rows:
+        try:
+            over = {k: v for k, v in json.loads(r.get("twin_overrides") or "{}").items() if k not in FREE_OPTIONS}
+        except (ValueError, AttributeError):
+            over = {}
+        if over:
+            changed.setdefault(r["model"], ", ".join(f"`{k}={json.dumps(v)}`" for k, v in sorted(over.items())))
+    if changed:
+        lines += ["", "Twins trained with a changed recipe: " + "; ".join(f"`{m}`: {c}" for m, c in changed.items())
+                  + " (recorded in `twin_overrides`)."]
+    seconds = sum(r.get("seconds") or 0.0 for r in rows if r["attack"] == "lira")
+    if seconds:
+        cost = f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+        lines += ["", f"Cost: {cost} of twin training and auditing in all (the `seconds` column; one CPU thread "
+                  "each)."]
     commands = list(dict.fromkeys(r["command"] for r in rows if r.get("command")))
     if commands:
         lines += ["", ("Command: " if len(commands) == 1 else "Commands: ") + "; ".join(f"`{c}`" for c in commands)]
@@ -265,8 +284,10 @@ def render_results() -> str:
     parts += ["", "### Membership-inference audit on twins (same distribution)", "",
               "Each shipped model's recipe, retrained as K twins on seeded random halves of its training rows; "
               "members and non-members are the two halves, so the blind baseline (a model-free classifier of the "
-              "images) is at chance and an AUC above 0.5 is leakage, not split shift. LiRA online (Carlini et al. "
-              "2022) uses the other twins as shadow models; loss: Yeom et al. 2018.", "", twin_audit_table()]
+              "images) is at chance and an AUC above 0.5 is leakage, not split shift. Every twin is the target once; "
+              "LiRA (Carlini et al. 2022; online, and offline with OUT shadows only) uses the other twins as shadow "
+              "models; loss: Yeom et al. 2018; scores of all targets pooled into one ROC. Intervals: Hanley-McNeil "
+              "(attack AUC), Clopper-Pearson (TPR, ε bound), bootstrap (blind AUC).", "", twin_audit_table()]
     if AUDIT_RESULTS.exists():
         parts += ["", "### Membership-inference audit, shifted (Training members vs test-split non-members)", "",
                   "The shipped models themselves, attacked with members from Training and non-members from the test "
