@@ -19,9 +19,8 @@ from tqdm import tqdm
 from fer_core.audit.membership import run_audit
 from fer_core.audit.twins import run_twin_audit
 from fer_core.data.datasets import DatasetError, load_dataset
-from fer_core.data.ferplus import with_label_set
 from fer_core.data.images import ImageError, encode_png
-from fer_core.evaluation.evaluate import evaluate_split
+from fer_core.evaluation.evaluate import dataset_for_model, evaluate_split
 from fer_core.inference.detect import FaceDetector
 from fer_core.inference.pipeline import analyze_photo, load_face_image
 from fer_core.inference.runtime import RUNTIMES, fast
@@ -106,7 +105,9 @@ def _run_evaluate(a: argparse.Namespace) -> int:
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     ckpt = fast(load_checkpoint(a.checkpoint), a.runtime, threads=max(a.threads, 1))
-    ds = with_label_set(load_dataset(a.data), ckpt.card.label_set)
+    ds, note = dataset_for_model(load_dataset(a.data), ckpt.card.label_set)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     split = a.split
     if split not in ds.splits and ds.splits == ["All"]:
         split = "All"  # a generic .npz without a 'usage' key: evaluate every labelled row

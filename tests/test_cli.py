@@ -61,6 +61,38 @@ def test_evaluate_generic_npz_all_rows_and_present_classes(tiny_ckpt, tmp_path):
     assert np.array(out["confusion_matrix"]).shape == (3, 3)
 
 
+def test_evaluate_an_8_class_ferplus_model_on_a_generic_file_labelled_with_fer2013_ids(tmp_path):
+    from fer_core import FERPLUS_EMOTIONS
+
+    images, labels = make_faces(40, classes=7)  # FER2013 ids 0-6, no ferplus_votes in the file
+    labels[:3] = -1
+    np.savez(tmp_path / "g.npz", images=images, label=labels)
+    r = run("evaluate", "--checkpoint", str(REPO / "checkpoints" / "ferplus_resnet"), "--data", str(tmp_path / "g.npz"),
+            "--json", "--no-tta")
+    assert r.returncode == 0, r.stderr
+    assert "scored against the model's classes by name" in r.stderr
+    out = json.loads(r.stdout)
+    present = {EMOTIONS[i] for i in set(labels.tolist()) - {-1}}
+    assert out["n"] == 37 and set(out["classes"]) == present and "contempt" not in out["classes"]
+    assert set(out["classes"]) <= set(FERPLUS_EMOTIONS)
+    # the labels were matched by name: a face labelled FER2013 "happy" (3) counts as FER+ "happy"
+    assert out["per_class"]["happy"]["support"] == int((labels == EMOTIONS.index("happy")).sum())
+
+
+def test_relabel_by_name_maps_fer2013_ids_onto_ferplus_classes(tmp_path):
+    from fer_core import FERPLUS_EMOTIONS
+    from fer_core.data.datasets import DatasetError, load_dataset
+    from fer_core.data.ferplus import relabel_by_name
+
+    ds = load_dataset(write_npz(tmp_path / "d.npz", 20, 5, 5))
+    out = relabel_by_name(ds, "ferplus")
+    ok = ds.labels >= 0
+    assert [FERPLUS_EMOTIONS[j] for j in out.labels[ok]] == [EMOTIONS[i] for i in ds.labels[ok]]
+    assert out.label_set == "ferplus" and relabel_by_name(out, "ferplus") is out
+    with pytest.raises(DatasetError, match="unknown label set"):
+        relabel_by_name(ds, "nope")
+
+
 def test_evaluate_human_readable(tiny_ckpt, tmp_path):
     r = run("evaluate", "--checkpoint", str(tiny_ckpt), "--data", str(write_npz(tmp_path / "d.npz")))
     assert r.returncode == 0 and "accuracy" in r.stdout and "neutral" in r.stdout

@@ -30,6 +30,7 @@ from fer_core.data.ferplus import (
     agreement_matrix,
     ferplus_dataset,
     ferplus_labels,
+    relabel_by_name,
     with_label_set,
 )
 from fer_core.data.images import (
@@ -83,5 +84,6 @@ __all__ = [
     "rgb_to_gray",
     "sample_faces",
     "to_model_input",
+    "relabel_by_name",
     "with_label_set",
 ]

@@ -15,6 +15,7 @@ vote distribution (Barsoum et al.'s cross-entropy mode). Same splits as FER2013:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,6 +138,32 @@ def with_label_set(ds: FERDataset, label_set: str) -> FERDataset:
     if label_set == "ferplus":
         return ferplus_dataset(ds)
     raise DatasetError(f"{ds.source} is labelled {ds.label_set!r}; cannot turn it back into {label_set!r}")
+
+
+def relabel_by_name(ds: FERDataset, label_set: str) -> FERDataset:
+    """``ds``'s own labels re-indexed into ``label_set``'s classes by name, for scoring a model of that label set
+    on a file annotated with another one (an 8-class FER+ model on a file labelled with FER2013 ids: FER2013's
+    seven names are all FER+ classes, contempt is simply absent). Unlike :func:`with_label_set` nothing is
+    re-annotated: the labels are the file's, only their indices change.
+
+    Returns:
+        A :class:`~fer_core.data.datasets.FERDataset` with ``label_set=label_set`` and ``labels`` ``int64 (N,)``
+        indexing :data:`fer_core.LABEL_SETS` ``[label_set]`` (rows without a label, -1, stay -1).
+
+    Raises:
+        DatasetError: an unknown label set, or a class of ``ds`` that ``label_set`` has no class of that name for.
+    """
+    if label_set not in LABEL_SETS:
+        raise DatasetError(f"unknown label set {label_set!r}; choose one of {', '.join(LABEL_SETS)}")
+    if label_set == ds.label_set:
+        return ds
+    source, target = LABEL_SETS[ds.label_set], LABEL_SETS[label_set]
+    missing = sorted({source[i] for i in np.unique(ds.labels) if i >= 0} - set(target))
+    if missing:
+        raise DatasetError(f"{ds.source} has labels {missing} that the {label_set!r} classes do not name")
+    index = np.array([target.index(name) if name in target else -1 for name in source] + [-1], np.int64)
+    labels = index[np.where(ds.labels >= 0, ds.labels, len(source))]  # -1 rows map to the trailing -1
+    return dataclasses.replace(ds, labels=labels, label_set=label_set, soft_labels=None)
 
 
 def agreement_matrix(fer2013: np.ndarray, ferplus: np.ndarray) -> np.ndarray:

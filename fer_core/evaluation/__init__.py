@@ -11,6 +11,7 @@ from fer_core.evaluation.compare import (
     photo_table,
 )
 from fer_core.evaluation.evaluate import (
+    dataset_for_model,
     evaluate_split,
 )
 from fer_core.evaluation.metrics import (
@@ -27,6 +28,7 @@ __all__ = [
     "compare_photo",
     "compare_photo_annotated",
     "confusion_matrix",
+    "dataset_for_model",
     "evaluate_split",
     "example_faces",
     "expected_calibration_error",

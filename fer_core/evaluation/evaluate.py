@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from fer_core import EMOTIONS
-from fer_core.data.datasets import FERDataset
+from fer_core.data.datasets import DatasetError, FERDataset
+from fer_core.data.ferplus import relabel_by_name, with_label_set
 from fer_core.data.preprocess import MEAN, STD
 from fer_core.evaluation.metrics import classification_report
 from fer_core.models.predict import predict_proba
@@ -67,3 +68,22 @@ def evaluate_split(
         report["accuracy_flip_tta"] = tta["accuracy"]
         report["macro_f1_flip_tta"] = tta["macro_f1"]
     return report
+
+
+def dataset_for_model(ds: FERDataset, label_set: str) -> tuple[FERDataset, str | None]:
+    """``ds`` labelled for a model of ``label_set``, and a note when its labels were matched by class name.
+
+    The model's own annotations are used where the file has them (:func:`~fer_core.data.ferplus.with_label_set`,
+    e.g. FER+ votes); a file without them (a generic file labelled with FER2013 ids, scored by an 8-class FER+
+    model) is scored on its own labels matched to the model's classes by name
+    (:func:`~fer_core.data.ferplus.relabel_by_name`; contempt is then simply absent).
+
+    Raises:
+        fer_core.data.datasets.DatasetError: neither works (a label the model's classes do not name).
+    """
+    try:
+        return with_label_set(ds, label_set), None
+    except DatasetError:
+        relabelled = relabel_by_name(ds, label_set)
+    return relabelled, (f"{ds.source} has no {label_set} annotations: its {ds.label_set} labels are scored against "
+                        "the model's classes by name")
