@@ -11,6 +11,7 @@ from fer_core.app.support import (
     cached_detector,
     checkpoint_label,
     default_pair,
+    picker_order,
     split_comparison,
 )
 from fer_core.data.datasets import DatasetError
@@ -25,7 +26,7 @@ cards = available_checkpoints()
 if not cards:
     st.warning("No model is shipped in `checkpoints/`.")
     st.stop()
-paths = list(cards)
+paths = picker_order(cards)
 default_a, default_b = default_pair(cards)
 c1, c2 = st.columns(2)
 path_a = c1.selectbox("Model A", paths, index=paths.index(default_a), key="compare_a",

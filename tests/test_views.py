@@ -277,3 +277,29 @@ def test_expected_accuracy_rows():
     assert expected_accuracy_rows(sweep, ["m", "other"], 2.0) == [
         {"method": "m", "expected PrivateTest accuracy": "45.0%"},
         {"method": "other", "expected PrivateTest accuracy": "outside the measured range"}]
+
+
+def test_picker_groups_by_privacy_and_compare_defaults_to_the_best_private_model_on_publictest():
+    from fer_core.app.support import default_pair, picker_order
+
+    def dp(name, eps, public, method="scatternet", label_set="fer2013"):
+        c = card(name, private=True, label_set=label_set, classes=8 if label_set == "ferplus" else 7)
+        c["privacy"] = {**c["privacy"], "epsilon": eps, "method": method}
+        c["metrics"]["PublicTest"]["accuracy"] = public
+        c["metrics"]["PrivateTest"]["accuracy"] = 0.99  # never the selection split
+        return c
+
+    cards = {"checkpoints/dp_s_eps0p5": dp("dp_s_eps0p5", 0.5, 0.40),
+             "checkpoints/fer2013_resnet": card("fer2013_resnet"),
+             "checkpoints/dp_p_eps8": dp("dp_p_eps8", 8.0, 0.58, "public-features"),
+             "checkpoints/dp_s_eps8": dp("dp_s_eps8", 8.0, 0.50),
+             "checkpoints/dp_plus": dp("dp_plus", 8.0, 0.80, label_set="ferplus"),
+             "checkpoints/a_plain": card("a_plain")}
+    order = picker_order(cards)
+    assert order[:2] == ["checkpoints/fer2013_resnet", "checkpoints/a_plain"]  # not private first, default leading
+    assert order[2:] == ["checkpoints/dp_p_eps8", "checkpoints/dp_plus", "checkpoints/dp_s_eps8",
+                         "checkpoints/dp_s_eps0p5"]  # by method, then the weakest guarantee first
+    a, b = default_pair(cards)
+    assert a == "checkpoints/fer2013_resnet"
+    assert b == "checkpoints/dp_p_eps8"  # best PublicTest among private FER2013 models (FER+ one excluded)
+    assert default_pair({"x": card("x")}) == ("x", "x") and default_pair({}) == (None, None)

@@ -83,18 +83,32 @@ def available_checkpoints() -> dict[str, dict]:
     return out
 
 
+def picker_order(cards: dict[str, dict]) -> list[str]:
+    """The checkpoints grouped by privacy for the model pickers: the non-private ones first (the default model
+    leading, then by name), then the private ones by method and from the weakest to the strongest guarantee
+    (claimed ε descending)."""
+    def key(path: str) -> tuple:
+        c = as_card(cards[path])
+        if not c.is_private:
+            return (0, not path.endswith(DEFAULT_CHECKPOINT), c.name, 0.0)
+        return (1, str(c.privacy.get("method") or ""), -(c.epsilon or 0.0), c.name)
+    return sorted(cards, key=key)
+
+
 def model_picker() -> str | None:
-    """Sidebar select box of the shipped checkpoints; returns the chosen folder (or None if none)."""
+    """Sidebar select box of the shipped checkpoints, grouped by privacy (:func:`picker_order`); returns the
+    chosen folder (or None if none)."""
     cards = available_checkpoints()
     if not cards:
         st.sidebar.warning("No checkpoints found in `checkpoints/`. Train one with `python -m fer_core train`.")
         return None
-    paths = list(cards)
+    paths = picker_order(cards)
     default = next((i for i, p in enumerate(paths) if p.endswith(DEFAULT_CHECKPOINT)), 0)
     choice = st.sidebar.selectbox(
         "Model", paths, index=default, key="checkpoint",
         format_func=lambda p: checkpoint_label(cards[p]),
-        help="Every checkpoint in checkpoints/, with its PrivateTest accuracy and privacy status.",
+        help="Every checkpoint in checkpoints/, with its PrivateTest accuracy and privacy status: the models "
+             "trained without privacy first, then the differentially private ones by method and ε.",
     )
     return choice
 
@@ -103,13 +117,22 @@ def default_pair(cards: dict[str, dict]) -> tuple[str | None, str | None]:
     """Default models for the Compare page, as folder paths from :func:`available_checkpoints`.
 
     A = the baseline (:data:`fer_core.models.checkpoint.DEFAULT_CHECKPOINT`, else the first checkpoint);
-    B = the first private checkpoint, else the first other one, else A again. ``(None, None)`` if none.
+    B = the best private checkpoint of A's label set, chosen on PublicTest accuracy (the selection split, never
+    PrivateTest), else any private one, else the first other one, else A again. ``(None, None)`` if none.
     """
     paths = list(cards)
     if not paths:
         return None, None
     a = next((p for p in paths if p.endswith(DEFAULT_CHECKPOINT)), paths[0])
+    label_set = as_card(cards[a]).label_set
     private = [p for p in private_cards(cards) if p != a]
+    same = [p for p in private if as_card(cards[p]).label_set == label_set]
+
+    def public_accuracy(p: str) -> float:
+        return as_card(cards[p]).metrics("PublicTest").get("accuracy") or 0.0
+
+    if same:
+        return a, max(same, key=public_accuracy)
     others = [p for p in paths if p != a]
     return a, (private or others or [a])[0]
 
