@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fer_core.audit.membership import run_audit
+from fer_core.audit.membership import add_blind_baselines, run_audit
 from fer_core.audit.twins import run_twin_audit
 from fer_core.data.datasets import DatasetError, load_dataset
 from fer_core.data.images import ImageError, encode_png
@@ -325,6 +325,8 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results", help="CSV to write (default checkpoints/results/audit.csv, or audit_twins.csv with "
                    "--twins)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--blind-only", action="store_true", help="fill the blind-baseline columns of the shifted audit's "
+                   "audit.csv from its member and non-member sets (drawn again), without re-running its attacks")
     g = p.add_argument_group("audit twins (members and non-members of one distribution)")
     g.add_argument("--twins", type=int, default=0,
                    help="audit each model's recipe through K twins trained on random halves of its training rows "
@@ -344,7 +346,9 @@ def _run_audit(a: argparse.Namespace) -> int:
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     paths = a.checkpoint or [str(p) for p in list_checkpoints()]
-    if a.twins:
+    if a.blind_only:
+        rows = add_blind_baselines(a.results, a.data, n=a.n, n_population=a.population, seed=a.seed)
+    elif a.twins:
         overrides = {**a.twin_config, **({"epochs": a.twin_epochs} if a.twin_epochs else {})}
         rows = run_twin_audit(paths, twins=a.twins, seed=a.seed, n_rows=a.twin_rows, data=a.data,
                               results=a.results, command=_command_line(), **overrides)

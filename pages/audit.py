@@ -13,6 +13,7 @@ from fer_core.audit.verdict import (
     audit_table_rows,
     audit_verdict,
     roc_curves,
+    shifted_audit_note,
     twin_leakage_points,
     twin_recipe_notes,
     twin_table_rows,
@@ -138,6 +139,9 @@ with st.expander("Older audit: Training members vs test-split non-members (shift
                          "TPR@0.1% FPR": st.column_config.NumberColumn(format="%.4f"),
                          "balanced accuracy": st.column_config.NumberColumn(format="%.3f"),
                      })
+        note = shifted_audit_note(shown)
+        if note:
+            (st.warning if any(r.get("blind_shifted") for r in shown) else st.caption)(note)
         sample = audit_sample_text(shown, attack)
         if sample is not None:
             st.caption(f"{sample}. The ε bound uses a threshold chosen on one half of them and measured on the "

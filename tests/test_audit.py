@@ -111,3 +111,22 @@ def test_audit_of_a_dp_model_stays_under_its_claim_and_writes_files(tmp_path):
     assert {r["attack"] for r in rows} == {"loss", "rmia"}
     roc = json.loads((tmp_path / "audit_roc.json").read_text())
     assert set(roc["dp"]) == {"loss", "rmia"} and roc["dp"]["loss"]["fpr"][0] == 0.0
+    # the blind baseline of the audit's own member / non-member sets, beside every attack row
+    assert res["blind"]["blind_auc"] == pytest.approx(rows[0]["blind_auc"], abs=1e-4)
+    assert all(0.3 < r["blind_auc"] < 0.7 and r["blind_auc_low"] <= r["blind_auc"] <= r["blind_auc_high"]
+               for r in rows)
+
+    # filled in again, without the attacks, from the same deterministic sets: the same figures
+    from fer_core.audit.membership import add_blind_baselines
+    from fer_core.audit.verdict import shifted_audit_note
+    from fer_core.results.files import read_audit, write_audit
+
+    before = read_audit(tmp_path / "audit.csv")
+    for r in before:
+        r["model"] = str(tmp_path / "dp")  # add_blind_baselines finds the checkpoint by its name: give the folder
+    write_audit([{k: v for k, v in r.items() if not k.startswith("blind")} for r in before], {},
+                tmp_path / "audit.csv")
+    after = add_blind_baselines(tmp_path / "audit.csv", data=npz, n=150, n_population=60)
+    assert [r["blind_auc"] for r in after] == pytest.approx([r["blind_auc"] for r in rows], abs=1e-4)
+    note = shifted_audit_note(after)
+    assert note is not None and "of 1 models' audit sets are flagged" in note

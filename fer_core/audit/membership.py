@@ -38,10 +38,11 @@ from safetensors.torch import load_file, save_file
 
 from fer_core import LABEL_SETS
 from fer_core.audit.attacks import attack_metrics, loss_scores, rmia_scores
+from fer_core.audit.blind import blind_baseline
 from fer_core.data.datasets import load_dataset
 from fer_core.data.ferplus import with_label_set
 from fer_core.models.architectures import build_model
-from fer_core.models.checkpoint import load_checkpoint, update_card
+from fer_core.models.checkpoint import load_checkpoint, read_card, update_card
 from fer_core.models.predict import predict_proba
 from fer_core.results.files import AUDIT_RESULTS, audit_roc_path, read_audit, read_audit_roc, write_audit
 from fer_core.training.config import TrainConfig
@@ -171,7 +172,10 @@ def audit_checkpoint(path, data=None, n: int = 2000, n_population: int = 1000, r
 
     Returns:
         ``{"model", "claimed_epsilon", "delta", "rows", "attacks": {"loss": metrics, "rmia": metrics},
-        "references", "seconds"}`` with :func:`attack_metrics`' dicts.
+        "references", "blind", "seconds"}`` with :func:`attack_metrics`' dicts; ``blind`` is the blind baseline
+        of the member and non-member sets (:func:`fer_core.audit.blind.blind_baseline`: ``blind_auc``,
+        ``blind_auc_low``, ``blind_auc_high``, ``blind_shifted``): these members come from Training and these
+        non-members from the test splits, so it measures how far the audit measures the split.
 
     Raises:
         fer_core.models.checkpoint.CheckpointError, fer_core.data.datasets.DatasetError, ValueError.
@@ -186,6 +190,7 @@ def audit_checkpoint(path, data=None, n: int = 2000, n_population: int = 1000, r
     labels = np.r_[np.ones(len(rows.members), bool), np.zeros(len(rows.nonmembers), bool)]
     p_t = true_label_probability(ck.model, ds.images[audited], ds.labels[audited], ck.card.get("preprocessing"))
     attacks = {"loss": attack_metrics(labels, loss_scores(p_t), delta, alpha, seed)}
+    blind = blind_baseline(ds.images[rows.members], ds.images[rows.nonmembers], seed=seed)
     if references > 0:
         refs = train_reference_models(ds, rows.reference_pool, references, reference_epochs, seed, cache_dir)
         pop = rows.population
@@ -197,7 +202,7 @@ def audit_checkpoint(path, data=None, n: int = 2000, n_population: int = 1000, r
         "model": ck.name, "private": ck.card.is_private, "method": privacy.get("method", "none"),
         "claimed_epsilon": ck.card.epsilon, "delta": delta, "rows": rows.description,
         "attacks": attacks, "references": references, "reference_epochs": reference_epochs, "alpha": alpha,
-        "seconds": round(time.perf_counter() - t0, 1),
+        "blind": _blind_fields(blind), "seconds": round(time.perf_counter() - t0, 1),
     }
     if write_card:
         update_card(ck.path, audit={**result, "attacks": {a: {k: v for k, v in m.items() if k != "roc"}
@@ -217,8 +222,47 @@ def audit_rows(result: dict) -> list[dict]:
             "balanced_accuracy": round(m["balanced_accuracy"], 4),
             "epsilon_lower_bound": round(m["epsilon_lower_bound"], 4), "n_members": m["n_members"],
             "n_nonmembers": m["n_nonmembers"], "references": result["references"], "seconds": result["seconds"],
+            **result.get("blind", {}),
         })
     return out
+
+
+def _blind_fields(blind) -> dict:
+    return {"blind_auc": round(blind.auc, 4), "blind_auc_low": round(blind.auc_interval[0], 4),
+            "blind_auc_high": round(blind.auc_interval[1], 4), "blind_shifted": blind.shifted}
+
+
+def add_blind_baselines(results_csv=None, data=None, n: int = 2000, n_population: int = 1000,
+                        seed: int = 0) -> list[dict]:
+    """Fill the blind-baseline columns of an existing ``audit.csv`` without re-running its attacks.
+
+    The audit's member and non-member sets are a deterministic function of the card, the data, ``n``,
+    ``n_population`` and ``seed`` (:func:`membership_rows`), so they are drawn again and the blind baseline
+    (:func:`fer_core.audit.blind.blind_baseline`, which never looks at the model) is run on them. A row whose
+    recorded ``n_members`` / ``n_nonmembers`` differ from the sets drawn is left alone (it was audited with other
+    settings).
+
+    Returns:
+        Every row now in the CSV.
+    """
+    results_csv = Path(results_csv or AUDIT_RESULTS)
+    rows = read_audit(results_csv) or []
+    rocs = read_audit_roc(audit_roc_path(results_csv))
+    for model in dict.fromkeys(r["model"] for r in rows):
+        card = read_card(model)
+        ds = with_label_set(load_dataset(data), card.label_set)
+        sets = membership_rows(card, ds, n, n_population, seed)
+        mine = [r for r in rows if r["model"] == model and r.get("n_members") == len(sets.members)
+                and r.get("n_nonmembers") == len(sets.nonmembers)]
+        if not mine:
+            continue
+        fields = _blind_fields(blind_baseline(ds.images[sets.members], ds.images[sets.nonmembers], seed=seed))
+        for r in mine:
+            r.update(fields)
+        print(f"{model}: blind AUC {fields['blind_auc']:.3f} [{fields['blind_auc_low']:.3f}, "
+              f"{fields['blind_auc_high']:.3f}]{' (shifted)' if fields['blind_shifted'] else ''}", flush=True)
+    write_audit(rows, rocs, results_csv)
+    return rows
 
 
 def run_audit(paths, results_csv=None, roc_json=None, **kwargs) -> list[dict]:

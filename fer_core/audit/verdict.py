@@ -29,7 +29,7 @@ ATTACK_NAMES = {"lira": "LiRA online (twin shadows)", "lira_offline": "LiRA offl
 
 #: Columns of :func:`audit_table_rows`, in display order.
 AUDIT_TABLE_COLUMNS = ["model", "private", "method", "claimed ε", "attack", "AUC", "TPR@1% FPR", "TPR@0.1% FPR",
-                       "balanced accuracy", "empirical ε lower bound"]
+                       "balanced accuracy", "empirical ε lower bound", "blind AUC [95%]"]
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,23 @@ def audit_table_rows(rows: Iterable[dict]) -> list[dict]:
         "TPR@0.1% FPR": r["tpr_at_0.1pct_fpr"],
         "balanced accuracy": r["balanced_accuracy"],
         "empirical ε lower bound": _fmt(r["epsilon_lower_bound"], ".2f"),
+        "blind AUC [95%]": (_with_interval(r, "blind_auc", ".3f") if r.get("blind_auc") is not None else "not run")
+        + (" (shifted)" if r.get("blind_shifted") else ""),
     } for r in rows]
+
+
+def shifted_audit_note(rows: Iterable[dict]) -> str | None:
+    """What the blind baselines of the shifted audit (``audit.csv``) say, in one Markdown sentence: how many of
+    its models' member/non-member sets a model-free classifier tells apart, with the range of its AUC; None
+    when no row has a blind AUC."""
+    by_model = {r["model"]: r for r in rows if r.get("blind_auc") is not None}
+    if not by_model:
+        return None
+    aucs = [r["blind_auc"] for r in by_model.values()]
+    flagged = sum(bool(r.get("blind_shifted")) for r in by_model.values())
+    return (f"The blind baseline, which never sees a model, tells this audit's members from its non-members with AUC "
+            f"{min(aucs):.3f}–{max(aucs):.3f}; {flagged} of {len(by_model)} models' audit sets are flagged as shifted "
+            "(members and non-members differ in distribution, so an attack's AUC there measures the split too).")
 
 
 def audit_verdict(row: dict) -> Verdict:

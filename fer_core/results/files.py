@@ -8,6 +8,10 @@ file                   written by                  override            read by
 ``sweep.csv``          ``sweep``                   $FER_SWEEP_RESULTS  Privacy and Compare pages, the README
 ``audit.csv``          ``audit``                   $FER_AUDIT_RESULTS  Audit and Benchmarks pages, the README
 ``audit_roc.json``     ``audit``                   beside audit.csv    Audit page
+``audit_twins.csv``    ``audit --twins K``         $FER_TWIN_AUDIT_    Audit and Benchmarks pages, the README
+                                                   RESULTS
+``audit_twins_roc``    ``audit --twins K``         beside              Audit page
+``.json``                                          audit_twins.csv
 ``speed.csv``          ``bench --write``           $FER_SPEED_RESULTS  Benchmarks page, the README
 =====================  ==========================  ==================  =====================================
 
@@ -59,18 +63,20 @@ SWEEP_COLUMNS = [
 ]
 AUDIT_COLUMNS = ["model", "private", "method", "claimed_epsilon", "delta", "attack", "auc", "tpr_at_1pct_fpr",
                  "tpr_at_0.1pct_fpr", "balanced_accuracy", "epsilon_lower_bound", "n_members", "n_nonmembers",
-                 "references", "seconds"]
+                 "references", "seconds", "blind_auc", "blind_auc_low", "blind_auc_high", "blind_shifted"]
 #: Numeric columns of ``audit.csv`` (:func:`read_audit` gives floats or None).
 AUDIT_FLOATS = ("claimed_epsilon", "delta", "auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "balanced_accuracy",
-                "epsilon_lower_bound", "n_members", "n_nonmembers", "references", "seconds")
+                "epsilon_lower_bound", "n_members", "n_nonmembers", "references", "seconds", "blind_auc",
+                "blind_auc_low", "blind_auc_high")
 _AUDIT_COUNTS = ("n_members", "n_nonmembers", "references")
-#: The speed figures (faces per second, faces per second, milliseconds).
+#: Columns of ``audit_twins.csv`` (one row per audited model and attack).
 TWIN_AUDIT_COLUMNS = ["model", "private", "method", "claimed_epsilon", "delta", "attack", "twins", "n_rows", "auc",
                       "auc_low", "auc_high", "tpr_at_1pct_fpr", "tpr_at_1pct_fpr_low", "tpr_at_1pct_fpr_high",
                       "tpr_at_0.1pct_fpr", "tpr_at_0.1pct_fpr_low", "tpr_at_0.1pct_fpr_high",
                       "balanced_accuracy", "epsilon_lower_bound",
                       "blind_auc", "blind_auc_low", "blind_auc_high", "blind_shifted", "twin_overrides", "seconds",
                       "command"]
+#: The speed figures (faces per second, faces per second, milliseconds).
 FIGURES = ("faces_per_s_batch1", "faces_per_s_batch64", "photo_ms")
 MACHINE_FIELDS = ("cpu", "cpu_count", "threads", "torch", "python", "platform")
 SPEED_COLUMNS = ["model", *FIGURES, "faces_in_photo", "budget_s", *MACHINE_FIELDS, "measured", "command"]
@@ -182,7 +188,7 @@ def read_audit(path: str | os.PathLike | None = None) -> list[dict] | None:
     """Rows of an ``audit.csv`` (default :func:`audit_path`), typed.
 
     Returns:
-        One dict per row (columns :data:`AUDIT_COLUMNS`) with ``private`` a bool, the
+        One dict per row (columns :data:`AUDIT_COLUMNS`) with ``private`` and ``blind_shifted`` bools, the
         :data:`AUDIT_FLOATS` floats (None where empty or not a number; so ``claimed_epsilon`` is None
         for a non-private model) and ``model``/``method``/``attack`` stripped strings; malformed rows
         are kept, the reader decides what to skip. None when the file is missing or unreadable.
@@ -196,6 +202,7 @@ def read_audit(path: str | os.PathLike | None = None) -> list[dict] | None:
         for k in ("model", "method", "attack"):
             row[k] = (raw.get(k) or "").strip()
         row["private"] = (raw.get("private") or "").strip().lower() in ("true", "1", "yes")
+        row["blind_shifted"] = (raw.get("blind_shifted") or "").strip().lower() in ("true", "1", "yes")
         for k in AUDIT_FLOATS:
             row[k] = finite_or_none(raw.get(k))
         rows.append(row)

@@ -188,15 +188,17 @@ def audit_table(path: Path = AUDIT_RESULTS) -> str:
     rows = read_audit(path) or []
     lines = [
         "| model | claimed ε | attack | AUC | TPR @ 1% FPR | TPR @ 0.1% FPR | balanced accuracy "
-        "| empirical ε lower bound (95%) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| empirical ε lower bound (95%) | blind AUC [95%] |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         claimed = f"{r['claimed_epsilon']:g}" if r["claimed_epsilon"] is not None else "none (not private)"
+        blind = "–" if r.get("blind_auc") is None else (_with_interval(r, "blind_auc", ".3f")
+                                                        + (" **shifted**" if r.get("blind_shifted") else ""))
         lines.append(
             f"| `{r['model']}` | {claimed} | {r['attack']} | {r['auc']:.3f} | {_pct(r['tpr_at_1pct_fpr'])}% "
             f"| {_pct(r['tpr_at_0.1pct_fpr'])}% | {_pct(r['balanced_accuracy'])}% "
-            f"| {r['epsilon_lower_bound']:.2f} |"
+            f"| {r['epsilon_lower_bound']:.2f} | {blind} |"
         )
     if rows:
         lines += ["", f"{int(rows[0]['n_members'])} members and as many non-members per model; "
