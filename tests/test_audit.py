@@ -130,3 +130,24 @@ def test_audit_of_a_dp_model_stays_under_its_claim_and_writes_files(tmp_path):
     assert [r["blind_auc"] for r in after] == pytest.approx([r["blind_auc"] for r in rows], abs=1e-4)
     note = shifted_audit_note(after)
     assert note is not None and "of 1 models' audit sets are flagged" in note
+
+
+def test_vectorised_epsilon_bounds_equal_the_scalar_bound_and_the_best_threshold_is_the_brute_force_one():
+    from fer_core.audit.attacks import _best_threshold, epsilon_lower_bound, epsilon_lower_bounds, roc_curve
+
+    rng = np.random.default_rng(0)
+    tp, fp = rng.integers(0, 301, 200), rng.integers(0, 301, 200)
+    tp[:3], fp[:3] = [0, 300, 150], [300, 0, 0]
+    want = [epsilon_lower_bound(int(a), 300, int(b), 300, 1e-5) for a, b in zip(tp, fp)]
+    assert epsilon_lower_bounds(tp, 300, fp, 300, 1e-5) == pytest.approx(want, abs=1e-12)
+    labels = rng.random(400) < 0.5
+    scores = np.round(rng.normal(labels * 0.8, 1.0), 1)  # ties included
+    _, _, thr = roc_curve(labels, scores)
+    best, best_eps = None, -1.0
+    for t in thr[1:]:
+        pred = scores >= t
+        e = epsilon_lower_bound(int((pred & labels).sum()), int(labels.sum()), int((pred & ~labels).sum()),
+                                int((~labels).sum()), 1e-5)
+        if e > best_eps:
+            best, best_eps = t, e
+    assert _best_threshold(labels, scores, 1e-5, 0.05) == best

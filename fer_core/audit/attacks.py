@@ -85,6 +85,31 @@ def epsilon_lower_bound(tp: int, n_pos: int, fp: int, n_neg: int, delta: float =
     return max(bounds)
 
 
+def epsilon_lower_bounds(tp: np.ndarray, n_pos: int, fp: np.ndarray, n_neg: int, delta: float = 1e-5,
+                         alpha: float = 0.05) -> np.ndarray:
+    """:func:`epsilon_lower_bound` of many thresholds at once: ``float64 (T,)`` from ``int (T,)`` counts."""
+    tp, fp = np.asarray(tp, np.float64), np.asarray(fp, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tpr_lo = np.where(tp == 0, 0.0, beta.ppf(alpha / 2, tp, n_pos - tp + 1))
+        fpr_hi = np.where(fp == n_neg, 1.0, beta.ppf(1 - alpha / 2, fp + 1, n_neg - fp))
+        b1 = np.where((tpr_lo - delta > 0) & (fpr_hi > 0), np.log((tpr_lo - delta) / fpr_hi), 0.0)
+        b2 = np.where((1 - fpr_hi - delta > 0) & (1 - tpr_lo > 0), np.log((1 - fpr_hi - delta) / (1 - tpr_lo)), 0.0)
+    return np.maximum(0.0, np.maximum(b1, b2))
+
+
+def _best_threshold(labels: np.ndarray, scores: np.ndarray, delta: float, alpha: float) -> float | None:
+    """The threshold ("member if score >= t") with the largest epsilon bound on these rows (the first of ties)."""
+    _, _, thr = roc_curve(labels, scores)
+    if len(thr) < 2:
+        return None
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order]
+    ends = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last row of each distinct score, descending
+    tp, fp = np.cumsum(y)[ends], np.cumsum(~y)[ends]  # counts of "score >= thr[1:]"
+    eps = epsilon_lower_bounds(tp, int(labels.sum()), fp, int((~labels).sum()), delta, alpha)
+    return float(thr[1:][int(np.argmax(eps))])
+
+
 def auc_interval(auc: float, n_pos: int, n_neg: int, alpha: float = 0.05) -> tuple[float, float]:
     """Normal-approximation ``1 - alpha`` interval of an AUC from its standard error (Hanley & McNeil 1982,
     "The meaning and use of the area under a ROC curve"), clipped to [0, 1]."""
@@ -130,15 +155,7 @@ def attack_metrics(labels: np.ndarray, scores: np.ndarray, delta: float = 1e-5, 
     for cls in (True, False):  # stratified halves
         idx = rng.permutation(np.flatnonzero(labels == cls))
         half[idx[: len(idx) // 2]] = True
-    _, _, thr = roc_curve(labels[half], scores[half])
-    best_t, best_eps = None, -1.0
-    pos_a, neg_a = int(labels[half].sum()), int((~labels[half]).sum())
-    for t in thr[1:]:
-        pred = scores[half] >= t
-        eps = epsilon_lower_bound(int((pred & labels[half]).sum()), pos_a, int((pred & ~labels[half]).sum()), neg_a,
-                                  delta, alpha)
-        if eps > best_eps:
-            best_t, best_eps = t, eps
+    best_t = _best_threshold(labels[half], scores[half], delta, alpha)
     held = ~half
     pred = scores[held] >= best_t if best_t is not None else np.zeros(held.sum(), bool)
     eps_lb = epsilon_lower_bound(int((pred & labels[held]).sum()), int(labels[held].sum()),
