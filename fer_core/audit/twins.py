@@ -86,6 +86,7 @@ def train_twins(card: ModelCard, twins: int = 16, seed: int = 0, out_root: Path 
         if finished_card(cfgs[k]) is not None:
             continue  # trained before: read back, not rerun
         res = train(cfgs[k], command=f"fer_core.audit.twins.train_twins({card.name!r}, twin={k})")
+        _TRAINED_NOW.add(cfgs[k].out)
         if not res["finished"]:
             raise RuntimeError(f"twin {k} of {card.name} stopped early; run again to resume")
     return cfgs
@@ -188,10 +189,26 @@ def audit_twins(card: ModelCard, cfgs: list[TrainConfig], n_rows: int = 10_000, 
     }
 
 
+def twin_training_seconds(cfgs: list[TrainConfig], only_now: bool = False) -> list[float]:
+    """Each twin's training wall time (s, from its final card; resumed runs included), or with ``only_now``
+    the part of it spent in this process (0 for a twin read back: :func:`train_twins` marks the ones it ran)."""
+    out = []
+    for c in cfgs:
+        card = finished_card(c) or {}
+        spent = float(card.get("wall_time_s") or 0.0)
+        out.append(spent if not only_now or c.out in _TRAINED_NOW else 0.0)
+    return out
+
+
+#: ``out`` folders of the twins trained (not read back) in this process.
+_TRAINED_NOW: set[str] = set()
+
+
 def twin_audit_rows(result: dict, card: ModelCard, seconds: float, command: str = "",
                     overrides: dict | None = None) -> list[dict]:
     """The ``audit_twins.csv`` rows (:data:`~fer_core.results.files.TWIN_AUDIT_COLUMNS`) of one
-    :func:`audit_twins` result: one per attack."""
+    :func:`audit_twins` result: one per attack. ``seconds``: what the audit cost, every twin's training wall
+    time (:func:`twin_training_seconds`) plus the audit itself."""
     blind = result["blind"]
     rows = []
     for attack in TWIN_ATTACKS:
@@ -229,7 +246,8 @@ def run_twin_audit(paths: list[str], twins: int = 16, seed: int = 0, n_rows: int
         t0 = time.perf_counter()
         cfgs = train_twins(card, twins, seed, out_root, data, **overrides)
         result = audit_twins(card, cfgs, n_rows=n_rows, seed=seed)
-        rows = twin_audit_rows(result, card, time.perf_counter() - t0, command, overrides)
+        audit_s = time.perf_counter() - t0 - sum(twin_training_seconds(cfgs, only_now=True))
+        rows = twin_audit_rows(result, card, sum(twin_training_seconds(cfgs)) + audit_s, command, overrides)
         written = write_twin_audit(rows, results or TWIN_AUDIT_RESULTS,
                                    rocs={card.name: {a: result[a]["roc"] for a in TWIN_ATTACKS}})
         update_card(path, audit_twins={r["attack"]: {k: r[k] for k in TWIN_AUDIT_COLUMNS
