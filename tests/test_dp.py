@@ -14,10 +14,12 @@ from torch import nn
 from fer_core.models.architectures import build_model, split_for_finetune
 from fer_core.models.checkpoint import load_checkpoint
 from fer_core.privacy.accounting import PrivacyError, epsilon_for, noise_multiplier_for
-from fer_core.privacy.engine import make_private
+from fer_core.privacy.engine import SECRET_RANDOMNESS, make_private
 from fer_core.privacy.rows import public_private_split
 from fer_core.training.config import TrainConfig
 from fer_core.training.lifecycle import main
+from fer_core.training.private import secret_epoch_seed
+from fer_core.training.state import STATE_FILE
 
 N_FER = 28_709  # FER2013 Training rows
 
@@ -153,13 +155,36 @@ def test_dp_sgd_run_card_privacy_block_round_trip_and_resume(tmp_path):
     assert all("epsilon" in h for h in card["history"])
     assert not any(k.startswith("_module") for k in load_file(str(tmp_path / "ck" / "model.safetensors")))
 
-    # Killed after one epoch and started again: same batches, same noise, same accountant.
-    first = main(_dp_config(tmp_path / "b", npz, stop_after=1))
+    assert p["randomness"] == SECRET_RANDOMNESS
+
+    # Killed after one epoch and started again: same batches, same noise, same accountant (public-seed
+    # randomness, so that an uninterrupted run can be compared with the resumed one).
+    public = main(_dp_config(tmp_path / "c", npz, secret_randomness=False))
+    first = main(_dp_config(tmp_path / "b", npz, stop_after=1, secret_randomness=False))
     assert not first["finished"] and first["epsilon"] < full["epsilon"]
-    second = main(_dp_config(tmp_path / "b", npz))
+    second = main(_dp_config(tmp_path / "b", npz, secret_randomness=False))
     assert second["epsilon"] == pytest.approx(full["epsilon"], rel=1e-9)
-    for a, b in zip(full["history"], second["history"], strict=True):
+    for a, b in zip(public["history"], second["history"], strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+
+
+def test_dp_sampling_and_noise_come_from_a_secret_kept_out_of_the_card_and_reused_on_resume(tmp_path):
+    npz = write_npz(tmp_path / "s.npz", n_train=256, n_val=64, n_test=64)
+    runs = [main(_dp_config(tmp_path / f"r{i}", npz, export=str(tmp_path / f"ck{i}"))) for i in range(2)]
+    # same config, same public seed: other batches and noise (the secret differs), same accountant
+    assert runs[0]["history"][0]["train_loss"] != pytest.approx(runs[1]["history"][0]["train_loss"], rel=1e-6)
+    assert runs[0]["epsilon"] == pytest.approx(runs[1]["epsilon"], rel=1e-9)
+    state = torch.load(tmp_path / "r0" / "run" / STATE_FILE, weights_only=True)
+    secret = state["secret_seed"]
+    for where in (tmp_path / "ck0", tmp_path / "r0" / "run"):
+        for f in where.glob("*.json"):
+            assert secret not in f.read_text(), f  # never in a card or any JSON beside the weights
+    # a stopped run resumes with its own secret: the second epoch's draws are the uninterrupted run's
+    main(_dp_config(tmp_path / "s", npz, stop_after=1))
+    kept = torch.load(tmp_path / "s" / "run" / STATE_FILE, weights_only=True)["secret_seed"]
+    main(_dp_config(tmp_path / "s", npz))
+    assert torch.load(tmp_path / "s" / "run" / STATE_FILE, weights_only=True)["secret_seed"] == kept
+    assert secret_epoch_seed(int(kept), 1) != secret_epoch_seed(int(kept), 0) != secret_epoch_seed(int(kept) + 1, 0)
 
 
 def test_dp_settings_are_checked(tmp_path):

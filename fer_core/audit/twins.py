@@ -46,9 +46,18 @@ TWIN_AUDIT_DIR = Path("runs/twins")
 TWIN_ATTACKS = ("lira", "lira_offline", "loss")
 
 
+def twin_training_seed(recipe_seed: int, twin: int, twin_seed: int = 0) -> int:
+    """Twin ``twin``'s own training seed (initialisation, shuffling, augmentation): the twins of a recipe must
+    differ in all their randomness, not only in their rows, or an attack compares models that share it (LiRA's
+    shadow models are independently trained; Carlini et al. 2022). Private twins also draw secret sampling and
+    noise (``secret_randomness``), as the shipped recipe does."""
+    return int(np.random.SeedSequence([recipe_seed, twin_seed, twin]).generate_state(1)[0] >> 1)
+
+
 def twin_config(card: ModelCard, twin: int, twins: int, seed: int = 0, out_root: Path = TWIN_AUDIT_DIR,
                 data: str | None = None, **overrides) -> TrainConfig:
-    """The config of audit twin ``twin`` of ``twins``: the card's training config on the twin's half.
+    """The config of audit twin ``twin`` of ``twins``: the card's training config on the twin's half, with the
+    twin's own seed (:func:`twin_training_seed`) and secret DP randomness.
 
     Args:
         card: the audited model's card (its ``config`` is the recipe).
@@ -60,9 +69,11 @@ def twin_config(card: ModelCard, twin: int, twins: int, seed: int = 0, out_root:
     """
     if "config" not in card:
         raise ValueError(f"{card.name}'s card has no training config: it cannot be twinned")
+    recipe_seed = int(card["config"].get("seed", 0))
     cfg = TrainConfig.from_dict(
         card["config"], out=str(Path(out_root) / card.name / f"twin{twin}_of{twins}_seed{seed}"), export=None,
         name=f"{card.name}_twin{twin}", twin=twin, twins=twins, twin_seed=seed, progress=False, stop_after=None,
+        seed=twin_training_seed(recipe_seed, twin, seed), secret_randomness=True,
         **({"data": data} if data else {}), **overrides)
     if cfg.init_from:  # a start that saw the audited rows would make every twin remember its non-members too
         init_rows = read_card(resolve(cfg.init_from)).get("config", {}).get("train_rows", "all")

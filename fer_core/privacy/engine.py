@@ -116,6 +116,14 @@ def make_private(
     return PrivateLoader(dp_model, dp_optimizer, dp_loader, engine)
 
 
+#: ``privacy.randomness`` of a run whose sampling and noise came from a secret seed.
+SECRET_RANDOMNESS = "secret seed (OS entropy, not in the card): sampling and noise cannot be replayed"
+#: ``privacy.randomness`` of a run (or an older card without the field) whose sampling and noise came from its
+#: public seed: the epsilon is the accountant's, but it does not hold against anyone who knows that seed.
+PUBLIC_RANDOMNESS = ("public seed (the card's config.seed): sampling and noise can be replayed by anyone with the "
+                     "card, so the epsilon does not hold against such an adversary; retrain with secret randomness")
+
+
 def privacy_block(
     *,
     method: str,
@@ -133,8 +141,13 @@ def privacy_block(
     target_epsilon: float | None,
     trainable: str,
     public_rows: int = 0,
+    secret_randomness: bool = True,
 ) -> dict:
-    """The model card's ``privacy`` block for a DP checkpoint (every figure the claim rests on)."""
+    """The model card's ``privacy`` block for a DP checkpoint (every figure the claim rests on).
+
+    ``randomness`` says where the Poisson sampling and the noise came from: a secret seed (the guarantee's
+    premise) or the public seed in the card (:data:`PUBLIC_RANDOMNESS`: anyone with the card could replay them).
+    """
     return {
         "private": True,
         "method": method,
@@ -156,6 +169,7 @@ def privacy_block(
         "trainable": trainable,
         "unit": "one training face image (example-level DP)",
         "library": "opacus " + _opacus_version(),
+        "randomness": SECRET_RANDOMNESS if secret_randomness else PUBLIC_RANDOMNESS,
     }
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from fer_core import LABEL_SET_TITLES
 from fer_core.models.checkpoint import ModelCard
+from fer_core.privacy.engine import PUBLIC_RANDOMNESS
 from fer_core.results.files import finite_or_none
 
 #: Columns of :func:`benchmark_rows`, in display order (all of them fields of :func:`card_row`).
@@ -169,9 +170,11 @@ def history_rows(card: dict) -> list[dict]:
 
 def privacy_details(card: dict) -> str:
     """One Markdown sentence on how a private model was trained: method, ε, δ, accountant, noise, clipping,
-    steps and the card's notes on its rows and method."""
+    steps, the card's notes on its rows and method, and where its sampling and noise came from (a card from
+    before ``privacy.randomness`` was recorded drew them from its public seed)."""
     p = as_card(card).privacy
+    randomness = p.get("randomness") or PUBLIC_RANDOMNESS
     return (f"**{p.get('method', '?')}**, ε = {p.get('epsilon')}, δ = {p.get('delta')} "
             f"({p.get('accountant', '?')} accountant), noise multiplier {p.get('noise_multiplier')}, "
             f"clipping norm {p.get('max_grad_norm')}, {p.get('steps')} steps. "
-            f"{p.get('rows', '')} {p.get('method_note', '')}")
+            f"{p.get('rows', '')} {p.get('method_note', '')} Randomness: {randomness}.")

@@ -100,7 +100,8 @@ class TrainConfig:
                            help="augmentation strengths, JSON overriding the defaults, e.g. "
                            "'{\"rotation_deg\": 10, \"erase_p\": 0.25}' (keys: "
                            + ", ".join(f.name for f in dataclasses.fields(AugmentConfig)) + "), or 'off'")
-    seed: int = option(0, help="seed of initialisation, shuffling, augmentation and DP sampling")
+    seed: int = option(0, help="seed of initialisation, shuffling and augmentation (and of DP-SGD's sampling and "
+                       "noise only with --no-secret-randomness)")
     train_split: str = option("Training", help="split trained on")
     val_split: str = option("PublicTest", help="split the epoch and weights are chosen on")
     test_split: str = option("PrivateTest", help="split evaluated once, at the end")
@@ -121,6 +122,12 @@ class TrainConfig:
     noise_multiplier: float | None = option(None, group="rows and differential privacy",
                                             help="sigma, instead of a target epsilon")
     max_grad_norm: float = option(1.0, group="rows and differential privacy", help="per-sample L2 clipping bound")
+    secret_randomness: bool = option(True, group="rows and differential privacy",
+                                     help="draw DP-SGD's Poisson sampling and noise from a secret seed (OS entropy, "
+                                     "kept in the run's resumable state under --out, never in the model card), as the "
+                                     "privacy guarantee requires; --no-secret-randomness draws them from --seed, "
+                                     "reproducibly: for tests only, epsilon then does not hold against anyone who "
+                                     "knows the seed")
     accountant: str = option("prv", group="rows and differential privacy", choices=ACCOUNTANTS,
                              help="privacy accountant (PRV: Gopi et al. 2021; RDP: Mironov 2017)")
     trainable: str = option("all", group="rows and differential privacy", choices=TRAINABLE_PARTS,

@@ -37,6 +37,7 @@ every rank.
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 import time
 import warnings
@@ -59,6 +60,21 @@ from fer_core.training.distributed import SINGLE, DistContext, all_reduce_sum, r
 from fer_core.training.features import prefix_features
 from fer_core.training.optim import lr_at, make_ema, make_optimizer
 from fer_core.training.validation import evaluate
+
+
+def new_secret_seed(ctx: DistContext = SINGLE) -> int:
+    """A secret seed for DP-SGD's sampling and noise: 52 bits of OS entropy (:mod:`secrets`), rank 0's on every
+    rank. DP-SGD's guarantee is over the randomness of the batches and the noise; drawn from the public seed in
+    the model card, both could be replayed. Kept in the resumable state (``state.pt`` under ``--out``), never in
+    the card or the shipped checkpoint. (Torch's generator is not a cryptographic one; Opacus's ``secure_mode``
+    with ``torchcsprng`` would be, and is not installable here.)"""
+    mine = float(secrets.randbits(52)) if ctx.is_main else 0.0  # exact in float64, so it survives the sum
+    return int(all_reduce_sum([mine], ctx)[0])
+
+
+def secret_epoch_seed(secret_seed: int, epoch: int, rank: int = 0) -> int:
+    """The seed of one epoch's sampling and noise on one rank, derived from the secret seed (``SeedSequence``)."""
+    return int(np.random.SeedSequence([secret_seed, epoch, rank]).generate_state(1, np.uint64)[0] >> 1)
 
 
 def check_private_config(cfg: TrainConfig) -> None:
@@ -139,13 +155,17 @@ def train_one_epoch_private(
     model: nn.Module,
     ema: AveragedModel | None = None,
     ctx: DistContext = SINGLE,
+    secret_seed: int | None = None,
 ) -> dict:
     """One pass of DP-SGD over the private rows (Poisson batches; about 1 / sample_rate steps).
 
     Args:
         dp: from :func:`fer_core.privacy.engine.make_private` (wrapped tail, DP optimizer, Poisson loader).
-        generator: the generator the Poisson sampler draws from; reseeded with ``(seed, epoch)``
-            so a resumed run draws the same batches (the noise uses torch's seeded global RNG).
+        generator: the generator the Poisson sampler draws from; reseeded every epoch so a resumed run
+            draws the same batches (the noise uses torch's global RNG, reseeded alike).
+        secret_seed: the run's secret seed (:func:`new_secret_seed`): sampling and noise are drawn from
+            ``(secret_seed, epoch, rank)``; None draws them from the public ``cfg.seed`` (tests only: the
+            guarantee assumes the adversary cannot reproduce the noise or the batches).
         raw: inputs are ``uint8`` faces (preprocessed, and augmented if configured, per batch)
             rather than precomputed features.
         model: the full unwrapped model (for EMA).
@@ -160,8 +180,9 @@ def train_one_epoch_private(
     from opacus.utils.batch_memory_manager import BatchMemoryManager  # heavy; private runs only
 
     seed = rank_seed(cfg.epoch_seed(epoch), ctx)
-    generator.manual_seed(seed)
-    torch.manual_seed(seed)  # DP noise (rank 0 only when distributed) and dropout
+    dp_seed = seed if secret_seed is None else secret_epoch_seed(secret_seed, epoch, ctx.rank if ctx.distributed else 0)
+    generator.manual_seed(dp_seed)  # Poisson sampling
+    torch.manual_seed(dp_seed)  # DP noise (rank 0 only when distributed) and dropout
     g_aug = torch.Generator().manual_seed(seed + 1)
     aug = cfg.augment_config
     steps_per_epoch = len(dp.data_loader)
@@ -271,6 +292,7 @@ class PrivateStrategy:
         else:
             self.sigma = noise_multiplier_for(cfg.epsilon, cfg.delta, self.plan.sample_rate, self.plan.steps,
                                               cfg.accountant)
+        self.secret_seed = new_secret_seed(ctx) if cfg.secret_randomness else None  # a resumed run reads its own
         self.ema = make_ema(model, cfg)
         self.ema_tail = split_for_finetune(self.ema.module, cfg.trainable)[1] if self.ema is not None else None
         optimizer = make_optimizer(self.tail, cfg)
@@ -291,7 +313,7 @@ class PrivateStrategy:
 
     def train_epoch(self, epoch: int) -> dict:
         row = train_one_epoch_private(self.dp, self.generator, self.cfg, epoch, self.plan.steps, self.raw,
-                                      self.model, self.ema, self.ctx)
+                                      self.model, self.ema, self.ctx, secret_seed=self.secret_seed)
         row["epsilon"] = spent_epsilon(self.dp.engine, self.cfg.delta)
         return row
 
@@ -304,9 +326,17 @@ class PrivateStrategy:
     def load_state(self, state: dict) -> None:
         self.dp.optimizer.original_optimizer.load_state_dict(state["optimizer"])
         self.dp.engine.accountant.history = [tuple(h) for h in json.loads(state["accountant_history"])]
+        if self.cfg.secret_randomness:
+            if "secret_seed" not in state:
+                raise PrivacyError("this run's saved state has no secret seed (it was started with public-seed noise): "
+                                   "start it afresh in a new --out to train with secret randomness")
+            self.secret_seed = int(state["secret_seed"])
 
     def extra_state(self) -> dict:
-        return {"accountant_history": json.dumps([list(h) for h in self.dp.engine.accountant.history])}
+        extra = {"accountant_history": json.dumps([list(h) for h in self.dp.engine.accountant.history])}
+        if self.secret_seed is not None:
+            extra["secret_seed"] = str(self.secret_seed)  # under --out only: never copied into the card
+        return extra
 
     def log_suffix(self, row: dict) -> str:
         return f" | epsilon {row['epsilon']:.3f}"
@@ -324,6 +354,7 @@ class PrivateStrategy:
             sample_rate=self.plan.sample_rate, batch_size=round(self.plan.sample_rate * self.n), steps=steps,
             epochs=cfg.epochs, private_rows=self.n, rows_description=rows["description"],
             target_epsilon=cfg.epsilon, trainable=cfg.trainable, public_rows=rows.get("public_rows", 0),
+            secret_randomness=cfg.secret_randomness,
         )
         if cfg.dp_method == "two-stage":
             block["stage1_checkpoint"] = repo_relative(cfg.init_from)
