@@ -5,7 +5,7 @@ import streamlit as st
 
 from fer_core.app.plots import confusion_matrix_figure, history_figure
 from fer_core.app.support import available_checkpoints
-from fer_core.results.tables import history_rows, summary_rows
+from fer_core.results.tables import history_rows, randomness_warning, summary_rows
 
 st.title("Models")
 cards = available_checkpoints()
@@ -18,6 +18,8 @@ st.dataframe(pd.DataFrame(summary_rows(cards.values())), hide_index=True, width=
 path = st.session_state.get("checkpoint") or next(iter(cards))
 card = cards.get(path) or next(iter(cards.values()))
 st.subheader(f"`{card.name}`")
+if randomness_warning(card):
+    st.warning(randomness_warning(card))
 test = card.metrics("PrivateTest")
 if test:
     c1, c2, c3, c4 = st.columns(4)

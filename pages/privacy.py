@@ -14,7 +14,7 @@ from fer_core.app.support import (
 from fer_core.privacy.accounting import ACCOUNTANTS, DELTA, PrivacyError
 from fer_core.privacy.engine import METHOD_NOTES
 from fer_core.results.files import sweep_path, sweep_rows
-from fer_core.results.tables import card_row, history_rows, privacy_details
+from fer_core.results.tables import card_row, history_rows, privacy_details, randomness_warning
 from fer_core.results.views import class_sizes, expected_accuracy_rows, training_faces
 
 rows = sweep_rows()
@@ -70,6 +70,8 @@ else:
                            format_func=lambda p: dp_cards[p].get("name", p))
     card = dp_cards[dp_path]
     st.markdown(privacy_details(card))
+    if randomness_warning(card):
+        st.warning(randomness_warning(card))
     hist = history_rows(card)
     if hist:
         st.plotly_chart(history_figure(hist, "Accuracy per epoch"), key="dp_history")

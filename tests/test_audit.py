@@ -138,7 +138,7 @@ def test_vectorised_epsilon_bounds_equal_the_scalar_bound_and_the_best_threshold
     rng = np.random.default_rng(0)
     tp, fp = rng.integers(0, 301, 200), rng.integers(0, 301, 200)
     tp[:3], fp[:3] = [0, 300, 150], [300, 0, 0]
-    want = [epsilon_lower_bound(int(a), 300, int(b), 300, 1e-5) for a, b in zip(tp, fp)]
+    want = [epsilon_lower_bound(int(a), 300, int(b), 300, 1e-5) for a, b in zip(tp, fp, strict=True)]
     assert epsilon_lower_bounds(tp, 300, fp, 300, 1e-5) == pytest.approx(want, abs=1e-12)
     labels = rng.random(400) < 0.5
     scores = np.round(rng.normal(labels * 0.8, 1.0), 1)  # ties included

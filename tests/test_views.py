@@ -303,3 +303,16 @@ def test_picker_groups_by_privacy_and_compare_defaults_to_the_best_private_model
     assert a == "checkpoints/fer2013_resnet"
     assert b == "checkpoints/dp_p_eps8"  # best PublicTest among private FER2013 models (FER+ one excluded)
     assert default_pair({"x": card("x")}) == ("x", "x") and default_pair({}) == (None, None)
+
+
+def test_randomness_warning_for_private_models_whose_noise_came_from_their_public_seed():
+    from fer_core.privacy.engine import PUBLIC_RANDOMNESS, SECRET_RANDOMNESS
+    from fer_core.results.tables import privacy_details, randomness_warning
+
+    old = card("dp_old", private=True)  # a card from before privacy.randomness was recorded
+    assert "public seed" in randomness_warning(old) and "dp_old" in randomness_warning(old)
+    assert PUBLIC_RANDOMNESS in privacy_details(old)
+    new = card("dp_new", private=True)
+    new["privacy"] = {**new["privacy"], "randomness": SECRET_RANDOMNESS}
+    assert randomness_warning(new) is None and SECRET_RANDOMNESS in privacy_details(new)
+    assert randomness_warning(card("plain")) is None

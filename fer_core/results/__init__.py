@@ -100,6 +100,7 @@ from fer_core.results.tables import (
     label_set_title,
     privacy_details,
     privacy_text,
+    randomness_warning,
     summary_rows,
 )
 from fer_core.results.views import (
@@ -181,6 +182,7 @@ __all__ = [
     "per_class_table",
     "privacy_details",
     "privacy_text",
+    "randomness_warning",
     "read_architectures",
     "read_audit",
     "read_audit_roc",

@@ -168,6 +168,18 @@ def history_rows(card: dict) -> list[dict]:
     return as_card(card).history
 
 
+def randomness_warning(card: dict) -> str | None:
+    """For a private model whose DP-SGD sampling and noise came from its public seed (``privacy.randomness``
+    says so, or a card from before it was recorded): one Markdown sentence saying its ε does not hold against
+    anyone who knows that seed; None for any other model."""
+    c = as_card(card)
+    if not c.is_private or (c.privacy.get("randomness") or PUBLIC_RANDOMNESS) != PUBLIC_RANDOMNESS:
+        return None
+    return (f"**{c.name}** drew its DP-SGD batches and noise from the public seed in its card: anyone who knows it "
+            "could replay them, so its ε holds only against an adversary who does not. Retrain it (the default now "
+            "draws them from a secret seed) before relying on it.")
+
+
 def privacy_details(card: dict) -> str:
     """One Markdown sentence on how a private model was trained: method, ε, δ, accountant, noise, clipping,
     steps, the card's notes on its rows and method, and where its sampling and noise came from (a card from
