@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 
 from fer_core import EMOTIONS
 from fer_core.models.architectures import build_model
-from fer_core.models.checkpoint import CHECKPOINT_DIR, save_checkpoint
+from fer_core.models.checkpoint import CHECKPOINT_DIR, repo_relative, save_checkpoint
 from fer_core.privacy.accounting import DELTA, DP_METHODS, PrivacyError
 from fer_core.results.files import SWEEP_RESULTS, finite_or_none, read_sweep, write_sweep
 from fer_core.training.card import FINAL_CARD_FILE
@@ -144,7 +144,7 @@ def run_sweep(
         raise PrivacyError(f"unknown method(s) {unknown}; choose from {', '.join(DP_METHODS)}")
     rows = {(r["method"], float(r["target_epsilon"])): r for r in read_sweep(results_path)}
     for method in methods:
-        init_from = str(ensure_stage1(base, stage1, command, out_root)) if method == "two-stage" else None
+        init_from = repo_relative(ensure_stage1(base, stage1, command, out_root)) if method == "two-stage" else None
         for eps in epsilons:
             name = run_name(method, eps)
             recipe = {**RECIPES[method], **EPSILON_RECIPES.get(method, {}).get(float(eps), {})}
