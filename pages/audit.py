@@ -30,6 +30,19 @@ ATTACK_HELP = ("LiRA online (Carlini et al. 2022) compares each face's confidenc
                "other twins that did and did not train on it; the loss threshold (Yeom et al. 2018) only looks at "
                "how well the target fits it.")
 
+
+
+def show_roc(rocs: dict, shown: list[dict], attack: str, title: str, key: str, file: str) -> None:
+    """The log-log ROC of ``attack`` for the models of ``shown``, or a caption naming the missing ``file``."""
+    curves = roc_curves(rocs, shown, attack)
+    if not curves:
+        st.caption(f"No ROC points for this attack (`{file}` beside the CSV is missing or lacks them).")
+        return
+    st.plotly_chart(audit_roc_figure(curves, attack, title), key=key)
+    st.caption("Both axes are logarithmic, so the low-FPR corner, where an attacker is confident, is visible. "
+               "A curve on the dashed diagonal is a coin flip; the higher above it, the more the model leaks.")
+
+
 st.title("Privacy audit")
 st.markdown(
     """
@@ -89,14 +102,8 @@ else:
                f"model, the dashed gray line a coin flip ({label} = {chance:g}).")
 
     shown = [r for r in twin_rows if r["attack"] == twin_attack]
-    curves = roc_curves(twin_rocs, shown, twin_attack)
-    if curves:
-        st.plotly_chart(audit_roc_figure(curves, twin_attack, f"ROC of the {name} attack on the twins"),
-                        key="twin_roc")
-        st.caption("Both axes are logarithmic, so the low-FPR corner, where an attacker is confident, is visible. "
-                   "A curve on the dashed diagonal is a coin flip; the higher above it, the more the recipe leaks.")
-    else:
-        st.caption("No ROC points for this attack (`audit_twins_roc.json` beside the CSV is missing or lacks them).")
+    show_roc(twin_rocs, shown, twin_attack, f"ROC of the {name} attack on the twins", "twin_roc",
+             "audit_twins_roc.json")
 
     st.subheader("Measured against the promise")
     for verdict in twin_verdicts(twin_rows):
@@ -124,14 +131,8 @@ with st.expander("Older audit: Training members vs test-split non-members (shift
                                    "without the face; the loss threshold (Yeom et al. 2018) only looks at how well "
                                    "the model fits it.")
         shown = [r for r in rows if r["attack"] == attack]
-        curves = roc_curves(rocs, shown, attack)
-        if curves:
-            st.plotly_chart(audit_roc_figure(curves, attack, f"ROC of the {ATTACK_NAMES.get(attack, attack)} attack"),
-                            key="audit_roc")
-            st.caption("Both axes are logarithmic, so the low-FPR corner, where an attacker is confident, is "
-                       "visible. A curve on the dashed diagonal is a coin flip.")
-        else:
-            st.caption("No ROC points for this attack (`audit_roc.json` beside the CSV is missing or lacks them).")
+        show_roc(rocs, shown, attack, f"ROC of the {ATTACK_NAMES.get(attack, attack)} attack", "audit_roc",
+                 "audit_roc.json")
         st.dataframe(pd.DataFrame(audit_table_rows(shown)), hide_index=True, width="stretch", key="audit_table",
                      column_config={
                          "AUC": st.column_config.NumberColumn(format="%.3f"),
