@@ -44,6 +44,32 @@ class OnnxModule(nn.Module):
         (logits,) = self.session.run(None, {self.input_name: arr})  # (B, K)
         return torch.from_numpy(logits)
 
+    def probabilities(self, faces: np.ndarray, mean: float, std: float, batch_size: int = 64,
+                      flip_tta: bool = False) -> np.ndarray:
+        """Softmax probabilities of ``uint8 (N, 48, 48)`` faces in numpy alone (no torch op on the way).
+
+        The same arithmetic as :func:`fer_core.data.preprocess.to_model_input` (``(x / 255 - mean) / std``) and
+        :func:`fer_core.models.predict.predict_proba`, called by the latter; returns ``float32 (N, K)``.
+        """
+        out = []
+        for i in range(0, len(faces), batch_size):
+            x = ((faces[i: i + batch_size].astype(np.float32) * np.float32(1.0 / 255.0) - np.float32(mean))
+                 / np.float32(std))[:, None]  # (B, 1, 48, 48)
+            p = _softmax(self.session.run(None, {self.input_name: x})[0])  # (B, K)
+            if flip_tta:
+                xf = np.ascontiguousarray(x[..., ::-1])
+                p = 0.5 * (p + _softmax(self.session.run(None, {self.input_name: xf})[0]))
+            out.append(p.astype(np.float32, copy=False))
+        if not out:
+            return np.zeros((0, self.session.get_outputs()[0].shape[1] or 0), np.float32)
+        return np.concatenate(out)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """Row softmax of ``float32 (B, K)`` logits."""
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
 
 def onnx_session(model: nn.Module, threads: int = 1) -> ort.InferenceSession:
     """Export ``model`` (input ``(B, 1, 48, 48)`` float32) to ONNX in memory and open a CPU session.

@@ -145,8 +145,14 @@ def analyze_video(
             t = float(frame.time) if frame.time is not None else i / fps
             if t > max_duration_s:
                 raise VideoError(f"the video is longer than the {max_duration_s:g} s limit")
+            analysed = i % every_n == 0
+            if not (analysed or encode):  # decoded (later frames depend on it), never converted to pixels
+                result.frames = i + 1
+                if progress is not None and total:
+                    progress(min(1.0, (i + 1) / total))
+                continue
             rgb = frame.to_ndarray(format="rgb24")
-            if i % every_n == 0:
+            if analysed:
                 records = analyze_image(rgb, checkpoint, detector)
                 ids, next_id = assign_tracks(tracks, [r["box"] for r in records], next_id)
                 tracks = {tid: r["box"] for tid, r in zip(ids, records, strict=True)}

@@ -1,4 +1,4 @@
-"""Emotion classifiers for 48x48 grayscale faces, all DP-compatible (GroupNorm, never BatchNorm).
+"""Emotion classifiers for 48x48 grayscale faces, DP-compatible by default (GroupNorm, not BatchNorm).
 
 Three architectures:
 
@@ -17,7 +17,10 @@ MobileNetV2 emotion net (the ``facex`` wheel's, never trained on FER2013), whose
 
 Every model maps ``float32 (B, 1, 48, 48)`` (normalised by :func:`fer_core.data.preprocess.to_model_input`)
 to logits ``float32 (B, num_classes)``; global average pooling makes them accept other sizes too.
-``opacus.validators.ModuleValidator.validate(model, strict=True)`` passes for each.
+``opacus.validators.ModuleValidator.validate(model, strict=True)`` passes for each, except a
+:class:`ResNet48` built with ``norm="batch"``: BatchNorm mixes the samples of a batch, so it has no
+per-sample gradients and is refused by private training; it serves non-private models whose speed
+matters (the distilled student: at inference BatchNorm folds into the convolution before it).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from fer_core.models.facex import FaceXFeatures, FaceXNet, tensor_digest
 ARCHITECTURES = ("cnn", "resnet", "fusion")  # the three compared on the same budget
 DP_ARCHITECTURES = ("scatternet", "facex")  # meant for private training (facex: a head on public features)
 TRAINABLE_PARTS = ("all", "head", "last-block")
+NORMS = ("group", "batch")  # ResNet48's normalisation: "group" is DP-compatible, "batch" is not
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
@@ -40,10 +44,23 @@ def group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(num_groups=max(1, min(32, channels // 8)), num_channels=channels)
 
 
-def conv_gn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+def norm_layer(channels: int, norm: str = "group") -> nn.Module:
+    """The normalisation of ``channels`` feature maps: :func:`group_norm` or ``BatchNorm2d`` (see :data:`NORMS`).
+
+    Raises:
+        ValueError: an unknown ``norm``.
+    """
+    if norm == "group":
+        return group_norm(channels)
+    if norm == "batch":
+        return nn.BatchNorm2d(channels)
+    raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
+
+
+def conv_gn_relu(c_in: int, c_out: int, stride: int = 1, norm: str = "group") -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
-        group_norm(c_out),
+        norm_layer(c_out, norm),
         nn.ReLU(),
     )
 
@@ -90,20 +107,20 @@ class PlainCNN(nn.Module):
 
 
 class BasicBlock(nn.Module):
-    """ResNet basic block (two 3x3 convs) with GroupNorm and a 1x1 projection when the shape changes."""
+    """ResNet basic block (two 3x3 convs) with GroupNorm (or BatchNorm) and a 1x1 projection when the shape changes."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, norm: str = "group") -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
-        self.gn1 = group_norm(c_out)
+        self.gn1 = norm_layer(c_out, norm)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
-        self.gn2 = group_norm(c_out)
+        self.gn2 = norm_layer(c_out, norm)
         self.relu1 = nn.ReLU()
         self.relu2 = nn.ReLU()
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), group_norm(c_out)
+                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), norm_layer(c_out, norm)
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -121,6 +138,8 @@ class ResNet48(nn.Module):
         stem: channels of the stem convolution (on the 48x48 grid).
         dropout: dropout before the classifier, in [0, 1).
         num_classes: output classes (7 for FER2013).
+        norm: ``"group"`` (GroupNorm: DP-compatible, the default) or ``"batch"`` (BatchNorm: non-private
+            models only; folded into the convolutions at inference, hence faster).
     """
 
     def __init__(
@@ -131,15 +150,18 @@ class ResNet48(nn.Module):
         dropout: float = 0.2,
         num_classes: int = 7,
         in_channels: int = 1,
+        norm: str = "group",
     ) -> None:
         super().__init__()
         if len(widths) != len(blocks):
             raise ValueError(f"widths {widths} and blocks {blocks} must have the same length")
-        self.stem = conv_gn_relu(in_channels, stem)
+        norm_layer(1, norm)  # an unknown norm fails here, before any layer is built
+        self.norm = norm
+        self.stem = conv_gn_relu(in_channels, stem, norm=norm)
         stages: list[nn.Module] = []
         c = stem
         for w, n in zip(widths, blocks, strict=True):
-            stage = [BasicBlock(c, w, stride=2)] + [BasicBlock(w, w) for _ in range(n - 1)]
+            stage = [BasicBlock(c, w, stride=2, norm=norm)] + [BasicBlock(w, w, norm=norm) for _ in range(n - 1)]
             stages.append(nn.Sequential(*stage))
             c = w
         self.stages = nn.Sequential(*stages)

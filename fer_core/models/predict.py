@@ -39,7 +39,14 @@ def predict_proba(
 
     Returns:
         ``float32 (N, K)`` softmax probabilities (rows sum to 1).
+
+    A model with its own ``probabilities(faces, mean, std, batch_size, flip_tta)`` method (the ONNX Runtime
+    path, :class:`fer_core.inference.runtime.OnnxModule`) computes them itself, without torch ops: at batch 1
+    torch's per-op overhead costs more than the network.
     """
+    own = getattr(model, "probabilities", None)
+    if callable(own) and device in ("cpu", torch.device("cpu")):
+        return own(np.asarray(faces), mean, std, batch_size, flip_tta)
     was_training = model.training
     model.eval()
     out = []

@@ -180,6 +180,25 @@ def randomness_warning(card: dict) -> str | None:
             "draws them from a secret seed) before relying on it.")
 
 
+def distillation_text(card: dict) -> str | None:
+    """For a distilled student (a card with a ``distillation`` block): one Markdown sentence naming its teacher(s)
+    with their PrivateTest accuracy, the temperature, alpha, the teacher's flip averaging and the FKD views;
+    None for any other model."""
+    d = as_card(card).get("distillation")
+    if not d:
+        return None
+    teachers = ", ".join(
+        f"`{t.get('name')}`" + (f" (PrivateTest {100 * t['privatetest_accuracy']:.2f} %)"
+                                if isinstance(t.get("privatetest_accuracy"), int | float) else "")
+        for t in d.get("teachers") or [])
+    views = d.get("views") or 0
+    return (f"Distilled from {teachers or 'an unnamed teacher'} (Hinton et al. 2015) at temperature "
+            f"T = {d.get('temperature')}, alpha = {d.get('alpha')}"
+            + (", the teacher averaged over each face and its mirror image" if d.get("teacher_flip") else "")
+            + (f"; the teacher's outputs on {views} fixed augmented views of every training face computed once "
+               "(FKD, Shen & Xing 2022)" if views else "; the teacher on every augmented batch") + ".")
+
+
 def privacy_details(card: dict) -> str:
     """One Markdown sentence on how a private model was trained: method, ε, δ, accountant, noise, clipping,
     steps, the card's notes on its rows and method, and where its sampling and noise came from (a card from

@@ -28,7 +28,7 @@ DEVICES = ("auto", "cpu", "cuda")
 GRAD_SAMPLE_MODES = ("hooks", "ew")  # Opacus per-sample-gradient modes that handle our conv nets
 
 #: Flag groups, in the order ``--help`` lists them; ``recipe`` is shared with ``compare-archs``.
-GROUPS = ("run", "model", "recipe", "rows and differential privacy")
+GROUPS = ("run", "model", "recipe", "distillation", "rows and differential privacy")
 #: Options that may change between invocations of one run; every other one must match to resume.
 FREE_OPTIONS = ("stop_after", "export", "name", "progress", "threads", "compile", "device", "data")
 
@@ -108,6 +108,21 @@ class TrainConfig:
     val_fraction: float = option(0.1, help="share of the training split carved out (seeded) as the validation "
                                  "split when the data has none")
     limit_train: int | None = option(None, help="use only the first N training rows (tests, smoke runs)")
+    # --- distillation (Hinton et al. 2015)
+    teacher: str | None = option(None, group="distillation",
+                                 help="teacher checkpoint folder(s), comma-separated (an ensemble averages their "
+                                      "softened probabilities); the student learns from their outputs on the same "
+                                      "augmented batch")
+    kd_temperature: float = option(4.0, group="distillation", help="softmax temperature T of teacher and student")
+    kd_alpha: float = option(0.9, group="distillation",
+                             help="weight of the distillation term (T^2-scaled KL); 1 - alpha weighs the label loss")
+    teacher_flip: bool = option(False, group="distillation",
+                                help="teacher outputs averaged over each face and its mirror image")
+    kd_views: int = option(0, group="distillation",
+                           help="0: the teacher runs on every augmented batch; V > 0: its outputs on V fixed "
+                                "augmented views of the training faces are computed once (FKD, Shen & Xing 2022) "
+                                "and epoch e trains on view e mod V")
+
     # --- rows and differential privacy
     train_rows: str = option("all", group="rows and differential privacy", choices=TRAIN_ROWS,
                              help="'public': only the declared public share of Training (two-stage stage 1)")

@@ -71,7 +71,8 @@ def init_weights(model: torch.nn.Module, cfg: TrainConfig, model_args: dict, dat
         fer_core.privacy.accounting.PrivacyError: a two-stage run from a checkpoint that saw private rows.
     """
     init = load_checkpoint(cfg.init_from)
-    theirs = {k: v for k, v in init.card["model_args"].items() if k != "num_classes"}
+    theirs = {k: v for k, v in model_arguments(init.card.arch, **init.card["model_args"]).items()
+              if k != "num_classes"}
     ours = {k: v for k, v in model_args.items() if k != "num_classes"}
     if init.card.arch != cfg.arch or theirs != ours:
         raise ValueError(
@@ -197,6 +198,7 @@ def _run(cfg: TrainConfig, command: str, ctx: DistContext, strategy_cls, t_invoc
     card = build_card(cfg, final, model_args, ds, metrics, best, history, commands, json.loads(state["config"]),
                       float(state["elapsed_s"]), device, train_rows=len(train_y),
                       privacy=strategy.privacy(rows, len(train_y)), rows=rows, processes=ctx.describe())
+    card.update(strategy.card_blocks())
     result["metrics"] = metrics
     if cfg.export:
         save_checkpoint(cfg.export, final, card)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -19,10 +20,12 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from fer_core.data.augment import augment_batch
-from fer_core.data.preprocess import to_model_input
+from fer_core.data.preprocess import MEAN, STD, to_model_input
 from fer_core.training.config import TrainConfig
+from fer_core.training.distill import Teacher, TeacherViews, distillation_loss
 from fer_core.training.distributed import SINGLE, DistContext, all_reduce_sum, per_rank_batch, rank_seed
 from fer_core.training.optim import lr_at, make_ema, make_optimizer
+from fer_core.training.rows import class_names
 from fer_core.training.validation import CPU, evaluate
 
 
@@ -37,6 +40,8 @@ def train_one_epoch(
     ema: AveragedModel | None = None,
     device: torch.device = CPU,
     ctx: DistContext = SINGLE,
+    teacher: Teacher | None = None,
+    views: TeacherViews | None = None,
 ) -> dict:
     """One pass over the training rows.
 
@@ -50,6 +55,10 @@ def train_one_epoch(
         epoch: 0-based epoch; seeds the shuffling and augmentation.
         ctx: the distributed context; rank ``r`` of ``W`` trains on rows ``r*B/W .. (r+1)*B/W`` of
             each global batch of ``cfg.batch_size`` rows, augmented with its own generator.
+        teacher: distil from it (:func:`~fer_core.training.distill.distillation_loss` with ``cfg.kd_temperature``
+            and ``cfg.kd_alpha``; the teacher sees the same augmented batch) instead of plain cross-entropy.
+        views: with ``teacher``: the epoch's inputs are the stored view ``epoch mod V`` (already augmented) and
+            the targets the teacher's stored probabilities on it.
 
     Returns:
         ``{"epoch", "train_loss", "train_accuracy", "lr", "seconds", "samples_per_s"}`` over all
@@ -67,6 +76,7 @@ def train_one_epoch(
     total_steps = steps_per_epoch * cfg.epochs
     warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
     aug = cfg.augment_config
+    view_x, view_p = views.epoch(epoch) if views is not None else (None, None)
     loss_sum, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
     bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
@@ -79,15 +89,22 @@ def train_one_epoch(
             group["lr"] = lr
         start_row = i * cfg.batch_size + ctx.rank * local
         idx = perm[start_row: start_row + local]
-        x = to_model_input(images[idx])  # (B / W, 1, 48, 48)
-        if cfg.augment:  # an empty dict switches augmentation off
-            x = augment_batch(x, aug, g_aug)
+        if view_x is not None:
+            x = view_x[idx]  # (B / W, 1, 48, 48), augmented when the view was drawn
+        else:
+            x = to_model_input(images[idx])  # (B / W, 1, 48, 48)
+            if cfg.augment:  # an empty dict switches augmentation off
+                x = augment_batch(x, aug, g_aug)
         y = labels[idx]
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         logits = step_model(x)  # (B, K)
-        loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        if teacher is None:
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        else:
+            soft = view_p[idx] if view_p is not None else teacher.probabilities(x, cfg.kd_temperature)  # (B, K)
+            loss = distillation_loss(logits, soft, y, cfg.kd_temperature, cfg.kd_alpha, cfg.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -152,8 +169,21 @@ class PlainStrategy:
         self.step_model = torch.compile(train_model) if cfg.compile else train_model
         self.train_x, self.train_y = torch.from_numpy(train_x), torch.from_numpy(train_y)
         self.val_x, self.val_y = val_x, val_y
+        self.teacher = None
+        if cfg.teacher:
+            self.teacher = Teacher.from_config(cfg, list(class_names(cfg)), MEAN, STD, device)
+        elif cfg.kd_views:
+            raise ValueError("--kd-views needs a --teacher")
+        self.views = None
+        if self.teacher is not None and cfg.kd_views > 0:
+            self.views = TeacherViews(self.teacher, self.train_x, cfg, Path(cfg.out) if ctx.is_main else None,
+                                      progress=cfg.progress and ctx.is_main)
 
     def describe(self) -> str | None:
+        if self.teacher is not None:
+            names = " + ".join(ck.name for ck in self.teacher.checkpoints)
+            return (f"distilling from {names} (T = {self.cfg.kd_temperature}, alpha = {self.cfg.kd_alpha}"
+                    + (", teacher flip-averaged" if self.cfg.teacher_flip else "") + ")")
         if self.ctx.distributed:
             return (f"data parallel: {self.ctx.world_size} processes ({self.ctx.backend}), global batch "
                     f"{self.cfg.batch_size} = {self.ctx.world_size} x {self.cfg.batch_size // self.ctx.world_size}")
@@ -161,7 +191,7 @@ class PlainStrategy:
 
     def train_epoch(self, epoch: int) -> dict:
         return train_one_epoch(self.model, self.step_model, self.optimizer, self.train_x, self.train_y, self.cfg,
-                               epoch, self.ema, self.device, self.ctx)
+                               epoch, self.ema, self.device, self.ctx, self.teacher, self.views)
 
     def validate(self, which: str) -> dict:
         module = self.model if which == "raw" else self.ema.module
@@ -181,6 +211,10 @@ class PlainStrategy:
 
     def privacy(self, rows: dict, train_rows: int) -> dict | None:
         return None
+
+    def card_blocks(self) -> dict:
+        """Blocks this strategy adds to the model card: ``distillation`` when a teacher taught the run."""
+        return {"distillation": self.teacher.describe(self.cfg)} if self.teacher is not None else {}
 
     def result(self) -> dict:
         return {}

@@ -105,6 +105,12 @@ def check_private_config(cfg: TrainConfig) -> None:
         )
     if cfg.target != "majority":
         raise PrivacyError("private runs train on one label per face; use --target majority")
+    if cfg.teacher:
+        raise PrivacyError("a private run cannot learn from a teacher: the teacher's outputs on the private rows "
+                           "are outside the accountant; drop --teacher")
+    if cfg.model_args.get("norm", "group") != "group":
+        raise PrivacyError("BatchNorm mixes the samples of a batch and has no per-sample gradients: private runs "
+                           "need --model-args '{\"norm\": \"group\"}'")
     if cfg.train_rows != "all":
         raise PrivacyError("private runs choose their rows themselves (two-stage: the private share); "
                            "leave --train-rows at 'all'")
@@ -343,6 +349,10 @@ class PrivateStrategy:
 
     def result(self) -> dict:
         return {"epsilon": spent_epsilon(self.dp.engine, self.cfg.delta)}
+
+    def card_blocks(self) -> dict:
+        """Blocks this strategy adds to the model card beyond ``privacy``: none."""
+        return {}
 
     def privacy(self, rows: dict, train_rows: int) -> dict:
         """The card's privacy block: epsilon spent, the settings it rests on, which rows are private."""
