@@ -119,6 +119,15 @@ def test_student_learns_from_a_trained_teacher(tmp_path, synthetic_npz):
     assert card["distillation"]["views"] == 2 and card["model_args"]["norm"] == "batch"
     assert max(h["val_accuracy"] for h in res["history"]) > 0.35  # well above chance (1/7)
     assert (tmp_path / "s" / "run" / VIEWS_FILE).is_file()
+    # the README's generated section and the Models page's sentence come from that block
+    from fer_core.results.report import students_section
+    from fer_core.results.tables import distillation_text
+
+    text = students_section(tmp_path, peers_path=tmp_path / "no_peers.csv")
+    assert "`student`" in text and "`teacher`" in text and "T = 2.0" in text and "pytest" in text
+    assert "teacher" not in students_section(tmp_path / "t")  # no student there: nothing to say
+    assert "2 fixed augmented views" in distillation_text(card)
+    assert distillation_text(load_checkpoint(tmp_path / "teacher").card) is None
 
 
 def test_private_runs_refuse_a_teacher_and_batch_norm(tmp_path):

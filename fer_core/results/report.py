@@ -297,6 +297,42 @@ def peers_table(path: Path = PEERS_RESULTS) -> str:
     return "\n".join(lines)
 
 
+def students_section(checkpoint_dir: Path = CHECKPOINT_DIR, peers_path: Path = PEERS_RESULTS) -> str:
+    """Markdown on each shipped distilled student (a card with a ``distillation`` block), or "" when none.
+
+    Per student: PrivateTest accuracy (and flip TTA), its MACs as a share of its teacher's, the teacher(s) with
+    their PrivateTest accuracy, temperature, alpha and views (:func:`fer_core.results.tables.distillation_text`),
+    the PublicTest choice, its same-run speed ratios to fer from ``peers.csv`` when measured, and the commands
+    that produced it.
+    """
+    from fer_core.results.tables import distillation_text
+
+    peers = {r["model"]: r for r in read_peers(peers_path) if r.get("model") and not r.get("peer")}
+    parts = []
+    for d in list_checkpoints(checkpoint_dir):
+        card = read_card(d)
+        block = card.get("distillation")
+        if not block:
+            continue
+        test = card.metrics("PrivateTest")
+        teacher_macs = [t.get("macs") for t in block.get("teachers") or [] if t.get("macs")]
+        share = (f"{card['macs'] / max(teacher_macs):.3f} of its largest teacher's MACs "
+                 f"({card['macs'] / 1e6:.1f} M against {max(teacher_macs) / 1e6:.1f} M)"
+                 if teacher_macs and card.get("macs") else "")
+        peer = peers.get(card.name)
+        speed = (f" Against fer in one run (`benchmarks/bench_peers.py`, {peer['runtime']}): "
+                 f"{peer['ratio_to_fer_batch1']:.2f}× its faces/s at batch 1 and {peer['ratio_to_fer_batch64']:.2f}× "
+                 "at batch 64." if peer and peer.get("ratio_to_fer_batch1") is not None
+                 and peer.get("ratio_to_fer_batch64") is not None else "")
+        parts += [
+            f"`{card.name}`: PrivateTest accuracy **{_pct(test.get('accuracy'))} %** (flip TTA "
+            f"{_pct(test.get('accuracy_flip_tta'))} %, macro-F1 {_pct(test.get('macro_f1'))} %), chosen on PublicTest "
+            f"(epoch {card['selection'].get('epoch')}, {card['selection'].get('weights')} weights); {card.arch} with "
+            f"{card['model_args'].get('norm', 'group')} normalisation, {share}. {distillation_text(card)}{speed} "
+            "Produced by", "", f"```\n{_lineage_commands(card)}\n```", ""]
+    return "\n".join(parts).rstrip()
+
+
 def _lineage_commands(card: dict) -> str:
     """The commands that produced a checkpoint, its ancestors' first (``init_from`` chain)."""
     chain, parent = [], card.get("init_from")
@@ -334,6 +370,9 @@ def render_results() -> str:
             "", f"```\n{_lineage_commands(card)}\n```", "",
             "Per class on the FER+ test set:", "", per_class_table(FERPLUS_CHECKPOINT),
         ]
+    students = students_section()
+    if students:
+        parts += ["", "### Distilled student (knowledge distillation from the default model)", "", students]
     if ARCH_RESULTS.exists():
         parts += ["", "### Architecture comparison (same recipe and budget)", "", architecture_table()]
 
