@@ -221,6 +221,10 @@ def test_a_twin_of_a_recipe_started_from_weights_that_saw_the_audited_rows_is_re
     two_stage = card("stage2", init_from=str(tmp_path / "stage1"), dp_method="two-stage", epsilon=8.0,
                      trainable="head")
     assert twin_config(two_stage, 1, 4).twin == 1  # its start saw only the public rows, disjoint from the pool
+    student = card("student", teacher=str(tmp_path / "base"), kd_views=4)  # its teacher saw every audited row
+    with pytest.raises(ValueError, match="distilled"):
+        twin_config(student, 0, 4)
+    assert twin_config(student, 0, 4, teacher=None, kd_views=0).teacher is None
 
 
 @pytest.mark.parametrize("arch,trainable", [("scatternet", "all"), ("resnet", "head")])

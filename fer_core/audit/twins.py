@@ -65,7 +65,8 @@ def twin_config(card: ModelCard, twin: int, twins: int, seed: int = 0, out_root:
 
     Raises:
         ValueError: a card without a training config, or a recipe that starts from weights trained on the
-            audited rows (``init_from`` other than a two-stage run's public stage 1): override it.
+            audited rows (``init_from`` other than a two-stage run's public stage 1) or learns from a teacher
+            (which trained on them): override it.
     """
     if "config" not in card:
         raise ValueError(f"{card.name}'s card has no training config: it cannot be twinned")
@@ -83,6 +84,12 @@ def twin_config(card: ModelCard, twin: int, twins: int, seed: int = 0, out_root:
                 "its twins are audited on: the twins' non-members would not be unseen. Train the twins from "
                 "scratch (python -m fer_core audit --twins K --twin-config '{\"init_from\": null}' ...; the "
                 "override is recorded in the results)")
+    if cfg.teacher:  # a teacher trained on the audited rows would hand every twin its non-members' outputs
+        raise ValueError(
+            f"{card.name} was distilled from {cfg.teacher}, which trained on the rows its twins are audited on: the "
+            "twins' non-members would not be unseen. Audit a distilled recipe with twins whose teachers are twins "
+            "themselves (train teachers on the twins' halves first), or drop the teacher and audit the student's "
+            "architecture alone (--twin-config '{\"teacher\": null, \"kd_views\": 0}'; recorded in the results)")
     return cfg
 
 
