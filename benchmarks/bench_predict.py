@@ -43,17 +43,14 @@ def make_clip(seconds: float, fps: int = 25, size: tuple[int, int] = (640, 360))
 
 def child(clip: str, checkpoint: str | None) -> dict:
     """In a fresh process: what ``predict`` does with its defaults, timing its ``analyze_video`` call."""
-    import torch
-
     from fer_core.cli import build_parser
     from fer_core.inference.detect import FaceDetector
-    from fer_core.inference.runtime import fast
+    from fer_core.inference.runtime import fast, set_inference_threads
     from fer_core.inference.video import analyze_video
     from fer_core.models.checkpoint import load_checkpoint
 
     a = build_parser().parse_args(["predict", clip] + (["--checkpoint", checkpoint] if checkpoint else []))
-    if a.threads > 0:
-        torch.set_num_threads(a.threads)
+    set_inference_threads(a.threads)
     ck = fast(load_checkpoint(a.checkpoint), a.runtime, threads=max(a.threads, 1))
     detector = FaceDetector(a.detector)
     data = Path(clip).read_bytes()

@@ -23,7 +23,7 @@ from fer_core.data.images import ImageError, encode_png
 from fer_core.evaluation.evaluate import dataset_for_model, evaluate_split
 from fer_core.inference.detect import FaceDetector
 from fer_core.inference.pipeline import analyze_photo, load_face_image
-from fer_core.inference.runtime import RUNTIMES, fast
+from fer_core.inference.runtime import RUNTIMES, fast, set_inference_threads
 from fer_core.inference.video import VideoError, analyze_video
 from fer_core.models.architectures import ALL_ARCHITECTURES, ARCHITECTURES
 from fer_core.models.checkpoint import CHECKPOINT_DIR, CheckpointError, list_checkpoints, load_checkpoint
@@ -157,7 +157,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                    help="torch.compile the classifier first (~20-40 s once, then ~1.5x faster batches: long videos, "
                    "many photos)")
     p.add_argument("--threads", type=int, default=1,
-                   help="torch threads; 1 (the default) holds its speed when another process busies a core, "
+                   help="torch and OpenCV threads; 1 (the default) holds its speed when another process busies a core, "
                    "where torch's default of one thread per core collapses; 0: torch's default")
     p.add_argument("--runtime", choices=list(RUNTIMES), default="onnx",
                    help="classifier runtime: onnx (ONNX Runtime, about twice torch's speed on one face; torch "
@@ -173,8 +173,7 @@ def _blur_target(out: str, src: str, n_inputs: int, suffix: str) -> Path:
 
 
 def _run_predict(a: argparse.Namespace) -> int:
-    if a.threads > 0:
-        torch.set_num_threads(a.threads)
+    set_inference_threads(a.threads)
     ckpt = load_checkpoint(a.checkpoint)
     if a.compile:
         try:

@@ -13,6 +13,7 @@ are mapped back to the original pixel grid.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import threading
 from dataclasses import dataclass, field
@@ -98,6 +99,12 @@ class FaceDetector:
             self._haar = cv2.CascadeClassifier(str(path))
             if self._haar.empty():
                 raise DetectorError(f"cannot load the Haar cascade at {path}")
+
+    def at_most(self, max_side: int) -> FaceDetector:
+        """This detector (the same loaded model and lock) detecting on a copy of at most ``max_side`` pixels."""
+        other = copy.copy(self)
+        other.max_side = min(self.max_side, int(max_side))
+        return other
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         """Faces in an image, largest first.

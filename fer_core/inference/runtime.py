@@ -71,6 +71,17 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def set_inference_threads(threads: int) -> None:
+    """Threads of torch and of OpenCV (YuNet detection, resizing) for inference in this process; 0 keeps their
+    defaults. One holds its speed when another process busies a core, where one thread per core collapses
+    (the ONNX Runtime sessions of :func:`fast` take their own ``threads``)."""
+    if threads > 0:
+        import cv2
+
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(threads)
+
+
 def onnx_session(model: nn.Module, threads: int = 1) -> ort.InferenceSession:
     """Export ``model`` (input ``(B, 1, 48, 48)`` float32) to ONNX in memory and open a CPU session.
 
