@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import warnings
 
+import cv2
 import numpy as np
 import onnxruntime as ort
 import torch
@@ -76,8 +77,6 @@ def set_inference_threads(threads: int) -> None:
     defaults. One holds its speed when another process busies a core, where one thread per core collapses
     (the ONNX Runtime sessions of :func:`fast` take their own ``threads``)."""
     if threads > 0:
-        import cv2
-
         torch.set_num_threads(threads)
         cv2.setNumThreads(threads)
 
