@@ -30,7 +30,7 @@ from fer_core.results.files import (
     read_twin_audit,
 )
 from fer_core.results.speed import measured_on
-from fer_core.results.tables import benchmark_rows, card_row
+from fer_core.results.tables import benchmark_rows, card_row, distillation_text
 from fer_core.training.config import FREE_OPTIONS
 
 README = CHECKPOINT_DIR.parent / "README.md"
@@ -305,8 +305,6 @@ def students_section(checkpoint_dir: Path = CHECKPOINT_DIR, peers_path: Path = P
     the PublicTest choice, its same-run speed ratios to fer from ``peers.csv`` when measured, and the commands
     that produced it.
     """
-    from fer_core.results.tables import distillation_text
-
     peers = {r["model"]: r for r in read_peers(peers_path) if r.get("model") and not r.get("peer")}
     parts = []
     for d in list_checkpoints(checkpoint_dir):
