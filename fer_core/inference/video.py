@@ -107,10 +107,10 @@ def analyze_video(
         encode: produce the annotated MP4 (``VideoResult.video``).
         max_bytes, max_duration_s: refuse larger or longer videos.
         progress: called with the share done, in [0, 1].
-        detect_side: faces are detected on a copy of each analysed frame of at most this many pixels
-            (default :data:`VIDEO_DETECT_SIDE`, as the webcam does; the detector's own limit when smaller): YuNet's
-            cost grows with the pixels, and a face that would fall under ~10 px in that copy is too small for a
-            48x48 classifier anyway. Crops are still cut from the full frame.
+        detect_side: faces are detected on a copy of each analysed frame whose longest side is at most
+            ``max(detect_side, half the frame's)`` pixels (default :data:`VIDEO_DETECT_SIDE`, the webcam's size; the
+            detector's own limit when smaller): YuNet's cost grows with the pixels, and halving a frame keeps every
+            face of >= ~32 px findable (faces the 48x48 classifier can use). Crops are still cut from the full frame.
 
     Returns:
         :class:`VideoResult`.
@@ -120,7 +120,7 @@ def analyze_video(
     """
     if every_n < 1:
         raise ValueError("every_n must be >= 1")
-    detector = detector.at_most(detect_side or VIDEO_DETECT_SIDE)
+    side = detect_side or VIDEO_DETECT_SIDE
     if len(data) > max_bytes:
         raise VideoError(f"the video is {len(data) / 2**20:.0f} MB; the limit is {max_bytes / 2**20:.0f} MB")
     if len(data) == 0:
@@ -163,7 +163,8 @@ def analyze_video(
                 continue
             rgb = frame.to_ndarray(format="rgb24")
             if analysed:
-                records = analyze_image(rgb, checkpoint, detector)
+                frame_detector = detector.at_most(max(side, (max(rgb.shape[:2]) + 1) // 2))
+                records = analyze_image(rgb, checkpoint, frame_detector)
                 ids, next_id = assign_tracks(tracks, [r["box"] for r in records], next_id)
                 tracks = {tid: r["box"] for tid, r in zip(ids, records, strict=True)}
                 for tid, r in zip(ids, records, strict=True):
