@@ -151,19 +151,21 @@ def analyze_video(
         tracks: dict[int, list[int]] = {}
         next_id = 1
         held: list[dict] = []
+        frame_detector: FaceDetector | None = None
         for i, frame in enumerate(container.decode(stream)):
             t = float(frame.time) if frame.time is not None else i / fps
             if t > max_duration_s:
                 raise VideoError(f"the video is longer than the {max_duration_s:g} s limit")
+            result.frames = i + 1
+            if progress is not None and total:
+                progress(min(1.0, (i + 1) / total))
             analysed = i % every_n == 0
             if not (analysed or encode):  # decoded (later frames depend on it), never converted to pixels
-                result.frames = i + 1
-                if progress is not None and total:
-                    progress(min(1.0, (i + 1) / total))
                 continue
             rgb = frame.to_ndarray(format="rgb24")
             if analysed:
-                frame_detector = detector.at_most(max(side, (max(rgb.shape[:2]) + 1) // 2))
+                if frame_detector is None:  # the frame size is known from the first frame on
+                    frame_detector = detector.at_most(max(side, (max(rgb.shape[:2]) + 1) // 2))
                 records = analyze_image(rgb, checkpoint, frame_detector)
                 ids, next_id = assign_tracks(tracks, [r["box"] for r in records], next_id)
                 tracks = {tid: r["box"] for tid, r in zip(ids, records, strict=True)}
@@ -190,9 +192,6 @@ def analyze_video(
                     out_stream.options = {"preset": "veryfast", "crf": "26"}
                 for packet in out_stream.encode(av.VideoFrame.from_ndarray(shown, format="rgb24")):
                     writer.mux(packet)
-            result.frames = i + 1
-            if progress is not None and total:
-                progress(min(1.0, (i + 1) / total))
         if result.frames == 0:
             raise VideoError("no frame could be decoded")
         result.duration_s = result.frames / fps

@@ -143,7 +143,13 @@ class PlainStrategy:
 
     @staticmethod
     def check(cfg: TrainConfig) -> None:
-        """Nothing to check beyond the config's own choices."""
+        """Refuse distillation settings without a teacher.
+
+        Raises:
+            ValueError: ``kd_views`` without ``teacher``.
+        """
+        if cfg.kd_views and not cfg.teacher:
+            raise ValueError("--kd-views needs a --teacher")
 
     @staticmethod
     def rows(cfg: TrainConfig) -> str:
@@ -169,25 +175,22 @@ class PlainStrategy:
         self.step_model = torch.compile(train_model) if cfg.compile else train_model
         self.train_x, self.train_y = torch.from_numpy(train_x), torch.from_numpy(train_y)
         self.val_x, self.val_y = val_x, val_y
-        self.teacher = None
-        if cfg.teacher:
-            self.teacher = Teacher.from_config(cfg, list(class_names(cfg)), MEAN, STD, device)
-        elif cfg.kd_views:
-            raise ValueError("--kd-views needs a --teacher")
+        self.teacher = Teacher.from_config(cfg, list(class_names(cfg)), MEAN, STD, device) if cfg.teacher else None
         self.views = None
         if self.teacher is not None and cfg.kd_views > 0:
             self.views = TeacherViews(self.teacher, self.train_x, cfg, Path(cfg.out) if ctx.is_main else None,
                                       progress=cfg.progress and ctx.is_main)
 
     def describe(self) -> str | None:
+        lines = []
+        if self.ctx.distributed:
+            w, b = self.ctx.world_size, self.cfg.batch_size
+            lines.append(f"data parallel: {w} processes ({self.ctx.backend}), global batch {b} = {w} x {b // w}")
         if self.teacher is not None:
             names = " + ".join(ck.name for ck in self.teacher.checkpoints)
-            return (f"distilling from {names} (T = {self.cfg.kd_temperature}, alpha = {self.cfg.kd_alpha}"
-                    + (", teacher flip-averaged" if self.cfg.teacher_flip else "") + ")")
-        if self.ctx.distributed:
-            return (f"data parallel: {self.ctx.world_size} processes ({self.ctx.backend}), global batch "
-                    f"{self.cfg.batch_size} = {self.ctx.world_size} x {self.cfg.batch_size // self.ctx.world_size}")
-        return None
+            lines.append(f"distilling from {names} (T = {self.cfg.kd_temperature}, alpha = {self.cfg.kd_alpha}"
+                         + (", teacher flip-averaged" if self.cfg.teacher_flip else "") + ")")
+        return "\n".join(lines) or None
 
     def train_epoch(self, epoch: int) -> dict:
         return train_one_epoch(self.model, self.step_model, self.optimizer, self.train_x, self.train_y, self.cfg,
