@@ -52,7 +52,7 @@ def child(clip: str, checkpoint: str | None) -> dict:
     a = build_parser().parse_args(["predict", clip] + (["--checkpoint", checkpoint] if checkpoint else []))
     set_inference_threads(a.threads)
     ck = fast(load_checkpoint(a.checkpoint), a.runtime, threads=max(a.threads, 1))
-    detector = FaceDetector(a.detector)
+    detector = FaceDetector(a.detector, threads=max(a.threads, 1))
     data = Path(clip).read_bytes()
     t = time.perf_counter()
     res = analyze_video(data, ck, detector, every_n=a.every, blur=True, encode=bool(a.blur))

@@ -6,7 +6,9 @@ frame and follow faces by optical flow in between, classify in a batch, draw, qu
 
 Frames are YUV 4:2:0 ``av.VideoFrame`` objects, as WebRTC delivers them, made from the shipped sample
 portrait by :func:`fer_core.inference.scenes.face_clip` (faces drifting ~1 px per frame); frames are fed back to
-back, so FPS is the most the callback can sustain on one core (a camera sends 30). Figures, per case,
+back, so FPS is the most the callback can sustain on one core (a camera sends 30). The model runs as the page
+runs it (:func:`fer_core.inference.runtime.fast`, ONNX Runtime), YuNet too, and the page's limit of
+:data:`~fer_core.inference.live.MAX_LIVE_FACES` faces holds. Figures, per case,
 after a warm-up of 15 frames:
 
   fps_1face, fps_3faces, fps_10faces   frames processed per second
@@ -35,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 
 from fer_core.inference.detect import FaceDetector
 from fer_core.inference.live import DETECT_EVERY, LIVE_DETECTOR_SIDE, LiveAnalyzer
+from fer_core.inference.runtime import RUNTIMES, fast
 from fer_core.inference.scenes import face_clip
 from fer_core.models.checkpoint import load_checkpoint
 
@@ -69,11 +72,12 @@ def main() -> None:
     p.add_argument("--classify-every", type=int, default=1)
     p.add_argument("--detector-side", type=int, default=LIVE_DETECTOR_SIDE, help="longest side the detector sees")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the app uses 1)")
+    p.add_argument("--runtime", choices=RUNTIMES, default="onnx", help="classifier runtime (the app's: onnx)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    ckpt = load_checkpoint(a.checkpoint)
-    detector = FaceDetector("yunet", max_side=a.detector_side)
+    ckpt = fast(load_checkpoint(a.checkpoint), a.runtime, threads=a.threads)  # what the Webcam page runs
+    detector = FaceDetector("yunet", max_side=a.detector_side, threads=a.threads)
     cases = {n: run_case(n, ckpt, detector, a.seconds, a.detect_every, a.classify_every) for n in (1, 3, 10)}
     out = {}
     for n, case in cases.items():
@@ -82,7 +86,8 @@ def main() -> None:
     out.update({
         "load_avg": [case["load_avg"] for case in cases.values()],
         "detect_every": a.detect_every, "classify_every": a.classify_every, "detector_side": a.detector_side,
-        "frame_size": "640x480", "model": ckpt.name, "threads": a.threads,
+        "frame_size": "640x480", "model": ckpt.name, "threads": a.threads, "runtime": a.runtime,
+        "detector_runtime": detector.runtime,
         "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__,
     })
     if a.json:

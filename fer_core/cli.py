@@ -198,7 +198,7 @@ def _run_predict(a: argparse.Namespace) -> int:
             records = [{"file": n, **r} for n, r in zip(names, classify_faces(ckpt, np.stack(faces)), strict=True)]
     else:
 
-        detector = FaceDetector(a.detector)
+        detector = FaceDetector(a.detector, threads=max(a.threads, 1))
         for path in a.inputs:
             p = Path(path)
             if not p.is_file():

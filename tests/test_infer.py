@@ -242,3 +242,22 @@ def test_fifty_different_real_faces(real_data, yunet):
     cells = [_cell_of(r, 10, 200) for r in recs]
     assert len(recs) >= 45 and len(set(cells)) == len(cells)  # almost all found, each once
     assert sum(r["label"] == truth[c] for r, c in zip(recs, cells, strict=True)) >= 0.5 * len(recs)
+
+
+def test_aligning_an_rgb_image_converts_only_the_face_region_to_gray(astronaut, yunet):
+    from fer_core.data.images import rgb_to_gray
+    from fer_core.inference.detect import Face
+    from fer_core.inference.scenes import face_clip
+
+    frame = next(iter(face_clip(10, 1, (640, 480))))
+    for rgb in (astronaut, frame):
+        faces = yunet.detect(rgb)
+        faces += [Face(f.box, f.score, None) for f in faces]  # the box path (no landmarks)
+        faces += [Face((-30, -20, 120, 140)), Face((rgb.shape[1] - 50, rgb.shape[0] - 40, 100, 100))]  # off the edges
+        gray = rgb_to_gray(rgb)
+        for f in faces:  # bit for bit: the region sampled is all that is converted
+            np.testing.assert_array_equal(align_face(rgb, f), align_face(gray, f))
+    big = np.asarray(Image.fromarray(astronaut).resize((2048, 2048)))  # face > 2x the work size: shrunk first
+    face = yunet.detect(big)[0]
+    diff = np.abs(align_face(big, face).astype(int) - align_face(rgb_to_gray(big), face))
+    assert diff.max() <= 12 and diff.mean() < 1.0

