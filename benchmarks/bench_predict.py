@@ -58,7 +58,7 @@ def child(clip: str, checkpoint: str | None) -> dict:
     res = analyze_video(data, ck, detector, every_n=a.every, blur=True, encode=bool(a.blur))
     return {"analysis_s": time.perf_counter() - t, "frames": res.frames, "frames_analyzed": res.frames_analyzed,
             "records": len(res.timeline), "threads": a.threads, "runtime": a.runtime, "every": a.every,
-            "model": ck.name, "onnx": type(ck.model).__name__ == "OnnxModule"}
+            "model": ck.name, "onnx": type(ck.model).__name__ == "OnnxModule", "detector_runtime": detector.runtime}
 
 
 def _spinner() -> subprocess.Popen:
@@ -110,7 +110,8 @@ def main() -> int:
         print(json.dumps(out, indent=2))
         return 0
     print(f"{out['machine']['cpu']}; clip {out['clip']}; predict defaults: threads {results['idle']['threads']}, "
-          f"runtime {results['idle']['runtime']}, every {results['idle']['every']}th frame")
+          f"runtime {results['idle']['runtime']} (detector {results['idle']['detector_runtime']}), every "
+          f"{results['idle']['every']}th frame")
     for k, r in results.items():
         print(f"  {k:<7} analysis {r['analysis_s']:.2f} s (runs {r['analysis_runs_s']}), whole command "
               f"{r['command_s']:.2f} s, {r['frames_analyzed']} of {r['frames']} frames, {r['records']} records")

@@ -163,10 +163,14 @@ def test_bench_peers_write(tmp_path, synthetic_npz):
         assert row["runtime"] == want["runtime"] and row["private"] == want["private"]
         for b in (1, 64):
             assert row[f"faces_per_s_batch{b}"] == want[f"faces_per_s_batch{b}"] > 0
-            assert row[f"ratio_to_fer_batch{b}"] == pytest.approx(
-                want[f"faces_per_s_batch{b}"] / fer[f"faces_per_s_batch{b}"], abs=1e-3)
+            if not row["peer"]:  # against fer timed call by call beside this model; fer's row: their median
+                assert row[f"ratio_to_fer_batch{b}"] == pytest.approx(
+                    want[f"faces_per_s_batch{b}"] / want[f"fer_faces_per_s_batch{b}"], abs=1e-3)
         assert row["budget_s"] == 0.2 and row["faces"] == out["faces"] and row["threads"] == 1
         assert row["command"] == "python benchmarks/bench_peers.py " + " ".join(args)
+    for b in (1, 64):  # fer's row: the median (of two: the mean) of its figures timed beside each model
+        pairs = [res[m][f"fer_faces_per_s_batch{b}"] for m in ("fer2013_resnet", "dp_scatternet_eps1")]
+        assert fer[f"faces_per_s_batch{b}"] == pytest.approx(sum(pairs) / 2, abs=0.1)
     for name in ("fer2013_resnet", "dp_scatternet_eps1"):
         row = next(x for x in rows if x["model"] == name)
         card = read_card(CHECKPOINT_DIR / name)

