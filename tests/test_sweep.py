@@ -1,5 +1,7 @@
 """The privacy sweep on tiny synthetic data: CSV rows, resumability, exported checkpoints, README table."""
 
+import json
+
 import pytest
 from conftest import TINY_RESNET, write_npz
 
@@ -24,6 +26,8 @@ def test_sweep_writes_rows_exports_the_best_and_resumes(tmp_path):
     csv_path, out, export = tmp_path / "sweep.csv", tmp_path / "runs", tmp_path / "ck"
     run_sweep(base, ["scatternet"], [1.0, 8.0], csv_path, out, export, overrides={**SMALL, "model_args": {"width": 8}},
               command="pytest", stage1=stage1)
+    audited = export / run_name("scatternet", 8.0) / "model.json"  # an audit adds its block to the shipped card
+    audited.write_text(json.dumps({**json.loads(audited.read_text()), "audit": {"loss": {"auc": 0.5}}}))
     rows = run_sweep(base, ["two-stage"], [1.0, 8.0], csv_path, out, export,
                      overrides={**SMALL, "model_args": TINY_RESNET}, command="pytest", stage1=stage1)
     assert len(rows) == 4
@@ -42,6 +46,7 @@ def test_sweep_writes_rows_exports_the_best_and_resumes(tmp_path):
     card = load_checkpoint(export / run_name("scatternet", 8.0)).card
     assert card["privacy"]["method"] == "scatternet" and card["arch"] == "scatternet"
     assert all(r["checkpoint"] for r in back)
+    assert card["audit"] == {"loss": {"auc": 0.5}}  # re-exporting an unchanged run kept the audited card
     # Finished runs are read back, not retrained.
     mtime = (out / run_name("scatternet", 1.0) / "final_card.json").stat().st_mtime
     run_sweep(base, ["scatternet"], [1.0], csv_path, out, None, overrides={**SMALL, "model_args": {"width": 8}},

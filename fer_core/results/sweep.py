@@ -22,11 +22,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from safetensors.torch import load_file
 
 from fer_core import EMOTIONS
 from fer_core.models.architectures import build_model
-from fer_core.models.checkpoint import CHECKPOINT_DIR, repo_relative, save_checkpoint
+from fer_core.models.checkpoint import CARD_FILE, CHECKPOINT_DIR, WEIGHTS_FILE, repo_relative, save_checkpoint
 from fer_core.privacy.accounting import DELTA, DP_METHODS, PrivacyError
 from fer_core.results.files import SWEEP_RESULTS, finite_or_none, read_sweep, write_sweep
 from fer_core.training.card import FINAL_CARD_FILE
@@ -174,7 +175,8 @@ def export_best(rows: list[dict], out_root: Path, export_dir: Path) -> list[str]
 
     The checkpoint is the run's chosen weights (:data:`~fer_core.training.validation.BEST_FILE`) with its final
     card (what ``main`` exports).
-    Marks the chosen rows' ``checkpoint`` column. Returns the checkpoint folder names written.
+    Marks the chosen rows' ``checkpoint`` column. A checkpoint already exported from the same run (same card, same
+    weights) is left as it is, so the audit blocks added to its card since survive. Returns the chosen folder names.
     """
     written = []
     groups: dict[tuple[str, float], list[dict]] = {}
@@ -191,12 +193,28 @@ def export_best(rows: list[dict], out_root: Path, export_dir: Path) -> list[str]
         model = build_model(card["arch"], **card["model_args"])
         model.load_state_dict(load_file(str(run / BEST_FILE)))
         dest = export_dir / best["run"]
+        best["checkpoint"] = best["run"]
+        written.append(best["run"])
+        if _already_exported(dest, card, model):  # its card keeps what audits have added to it since
+            continue
         if dest.exists():
             shutil.rmtree(dest)
         save_checkpoint(dest, model, card)
-        best["checkpoint"] = best["run"]
-        written.append(best["run"])
     return written
+
+
+def _already_exported(dest: Path, card: dict, model) -> bool:
+    """Whether ``dest`` holds this run's checkpoint already: the same card (``created``) and the same weights."""
+    if not (dest / CARD_FILE).is_file() or not (dest / WEIGHTS_FILE).is_file():
+        return False
+    try:
+        if json.loads((dest / CARD_FILE).read_text()).get("created") != card.get("created"):
+            return False
+        shipped = load_file(str(dest / WEIGHTS_FILE))
+    except (OSError, ValueError):
+        return False
+    mine = model.state_dict()
+    return shipped.keys() == mine.keys() and all(torch.equal(shipped[k], mine[k]) for k in mine)
 
 
 def expected_accuracy(rows: list[dict], method: str, epsilon: float) -> float | None:
