@@ -157,7 +157,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                    help="torch.compile the classifier first (~20-40 s once, then ~1.5x faster batches: long videos, "
                    "many photos)")
     p.add_argument("--threads", type=int, default=1,
-                   help="torch and OpenCV threads; 1 (the default) holds its speed when another process busies a core, "
+                   help="torch, OpenCV and ONNX Runtime threads; 1 (the default) holds its speed when another process "
+                   "busies a core, "
                    "where torch's default of one thread per core collapses; 0: torch's default")
     p.add_argument("--runtime", choices=list(RUNTIMES), default="onnx",
                    help="classifier runtime: onnx (ONNX Runtime, about twice torch's speed on one face; torch "

