@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from fer_core.audit.membership import add_blind_baselines, run_audit
 from fer_core.audit.twins import run_twin_audit
+from fer_core.cli_convert import DATA_HELP, add_convert_commands, run_convert
 from fer_core.data.datasets import DatasetError, load_dataset
 from fer_core.data.images import ImageError, encode_png
 from fer_core.evaluation.evaluate import dataset_for_model, evaluate_split
@@ -27,7 +28,6 @@ from fer_core.inference.runtime import RUNTIMES, fast, set_inference_threads
 from fer_core.inference.video import VideoError, analyze_video
 from fer_core.models.architectures import ALL_ARCHITECTURES, ARCHITECTURES
 from fer_core.models.checkpoint import CHECKPOINT_DIR, CheckpointError, list_checkpoints, load_checkpoint
-from fer_core.models.facex_tflite import PublicModelError, convert_facex
 from fer_core.models.predict import classify_faces, compiled
 from fer_core.privacy.accounting import DP_METHODS
 from fer_core.results.architectures import compare_architectures
@@ -38,8 +38,6 @@ from fer_core.results.sweep import EPSILONS, RECIPES, run_sweep
 from fer_core.training.config import TrainConfig, add_config_arguments, config_from_arguments, json_object_argument
 from fer_core.training.distributed import launched_rank
 from fer_core.training.lifecycle import main as train_main
-
-DATA_HELP = "dataset (.npz, .csv or image folder); default $FER_DATA or ../shared/data/fer2013.npz"
 
 
 def _command_line() -> str:
@@ -55,7 +53,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "run is differentially private (DP-SGD, Opacus): end-to-end 'dp-sgd', 'scatternet' (DP on fixed "
         "scattering features; use --arch scatternet), 'two-stage' (DP fine-tuning of a stage-1 model "
         "trained with --train-rows public, given by --init-from) or 'public-features' (a DP linear head on "
-        "the frozen features of facex's public MobileNetV2: --arch facex --trainable head; features cached "
+        "the frozen features of facex's public MobileNetV2, and of SFace's with --model-args "
+        "'{\"sface_features\": [\"conv_13\"]}': --arch facex --trainable head; features cached "
         "in runs/features/, standardised with PublicTest statistics). Runs unchanged under torchrun "
         "(data-parallel: DistributedDataParallel, or Opacus's distributed DP-SGD; --batch-size is the "
         "global batch; rank 0 writes the files), e.g. "
@@ -423,36 +422,6 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     )
 
 
-def _add_convert_facex(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "convert-facex",
-        help="convert the facex wheel's public MobileNetV2 to checkpoints/public/facex_mobilenetv2/",
-        description="Reads facex/assets/model_optimized.tflite from the installed facex wheel (MIT), rebuilds it "
-        "as torch layers, checks it against the TFLite runtime and that its own head cannot tell FER2013 "
-        "Training from PrivateTest rows (loss-attack AUC <= 0.55; refuses otherwise), and writes "
-        "model.safetensors, provenance.json and LICENSE. Needs the optional packages: "
-        "pip install --no-deps -r requirements-public.txt",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--out", help="folder to write (default checkpoints/public/facex_mobilenetv2)")
-    p.add_argument("--data", help=DATA_HELP)
-    p.add_argument("--n", type=int, default=1000, help="Training and PrivateTest rows each for the disjointness test")
-    p.add_argument("--check", type=int, default=300, help="PrivateTest faces compared with the TFLite runtime")
-    p.add_argument("--threads", type=int, default=1, help="torch threads")
-
-
-def _run_convert_facex(a: argparse.Namespace) -> int:
-    if a.threads > 0:
-        torch.set_num_threads(a.threads)
-    try:
-        record = convert_facex(a.out, a.data, n_disjoint=a.n, n_check=a.check)
-    except PublicModelError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps({k: record[k] for k in ("version", "tflite_sha256", "runtime_check", "disjointness")}, indent=2))
-    return 0
-
-
 def _run_report(a: argparse.Namespace) -> int:
 
     changed = update_readme()
@@ -474,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_audit(sub)
     _add_bench(sub)
     _add_report(sub)
-    _add_convert_facex(sub)
+    add_convert_commands(sub)
     return parser
 
 
@@ -483,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parser.parse_args(argv)
     handlers = {"train": _run_train, "evaluate": _run_evaluate, "predict": _run_predict,
                 "compare-archs": _run_compare, "sweep": _run_sweep, "audit": _run_audit,
-                "bench": _run_bench, "report": _run_report, "convert-facex": _run_convert_facex}
+                "bench": _run_bench, "report": _run_report, "convert-facex": run_convert, "convert-sface": run_convert}
     try:
         return handlers[a.command](a)
     except (DatasetError, CheckpointError, ValueError, OSError) as exc:

@@ -17,6 +17,7 @@ from fer_core.app.support import (
 from fer_core.data.datasets import DatasetError
 from fer_core.evaluation.compare import compare_photo_annotated, photo_table
 from fer_core.inference.pipeline import SAMPLE_PHOTO
+from fer_core.results.tables import public_data_text
 from fer_core.results.views import recall_comparison, split_faces
 
 st.title("Compare")
@@ -33,6 +34,9 @@ path_a = c1.selectbox("Model A", paths, index=paths.index(default_a), key="compa
                       format_func=lambda p: checkpoint_label(cards[p]))
 path_b = c2.selectbox("Model B", paths, index=paths.index(default_b), key="compare_b",
                       format_func=lambda p: checkpoint_label(cards[p]))
+for column, path in ((c1, path_a), (c2, path_b)):
+    if public_data_text(cards[path]):
+        column.caption(public_data_text(cards[path]))
 name_a, name_b = f"A: {cards[path_a].name}", f"B: {cards[path_b].name}"
 if path_a == path_b:
     st.info("Model A and model B are the same checkpoint; choose another one to compare.")

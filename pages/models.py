@@ -5,7 +5,13 @@ import streamlit as st
 
 from fer_core.app.plots import confusion_matrix_figure, history_figure
 from fer_core.app.support import available_checkpoints
-from fer_core.results.tables import distillation_text, history_rows, randomness_warning, summary_rows
+from fer_core.results.tables import (
+    distillation_text,
+    history_rows,
+    public_data_text,
+    randomness_warning,
+    summary_rows,
+)
 
 st.title("Models")
 cards = available_checkpoints()
@@ -22,6 +28,8 @@ if randomness_warning(card):
     st.warning(randomness_warning(card))
 if distillation_text(card):
     st.info(distillation_text(card))
+if public_data_text(card):
+    st.info(public_data_text(card))
 test = card.metrics("PrivateTest")
 if test:
     c1, c2, c3, c4 = st.columns(4)

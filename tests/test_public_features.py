@@ -111,7 +111,7 @@ def test_public_features_run_standardises_with_publictest_and_records_it(tmp_pat
     p = ck.card["privacy"]
     assert p["method"] == "public-features" and p["private_rows"] == 64
     assert p["feature_standardisation"] == "PublicTest statistics" and p["trainable"] == "head"
-    assert p["public_backbone"] == {}  # a random backbone has no provenance
+    assert p["public_backbones"] == [{}]  # a random backbone has no provenance
     assert list((tmp_path / "runs" / "features").rglob("*.npy"))  # features were cached on disk
     # The standardiser holds PublicTest's statistics, not Training's.
     ds = load_dataset(npz)

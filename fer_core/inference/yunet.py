@@ -22,24 +22,12 @@ import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import helper, numpy_helper
+
+from fer_core.models.onnx_graph import fold_dequantize
 
 STRIDES = (8, 16, 32)
 #: OpenCV pads YuNet's input to a multiple of this many pixels.
 DIVISOR = 32
-
-
-def _dequantize(q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, axis: int, block_size: int) -> np.ndarray:
-    """ONNX ``DequantizeLinear`` of a constant: per-tensor, per-axis or blocked (``block_size`` > 0) along ``axis``."""
-    q, scale, zero_point = q.astype(np.float32), scale.astype(np.float32), zero_point.astype(np.float32)
-    if block_size:
-        scale = np.repeat(scale, block_size, axis=axis).take(range(q.shape[axis]), axis=axis)
-        zero_point = np.repeat(zero_point, block_size, axis=axis).take(range(q.shape[axis]), axis=axis)
-    elif scale.ndim == 1 and q.ndim > 1:
-        shape = [1] * q.ndim
-        shape[axis] = -1
-        scale, zero_point = scale.reshape(shape), zero_point.reshape(shape)
-    return (q - zero_point) * scale
 
 
 @functools.lru_cache(maxsize=4)
@@ -50,29 +38,11 @@ def yunet_float_model(path: str) -> bytes:
     Raises:
         OSError, onnx.onnx_cpp2py_export.checker.ValidationError: the file is missing or not a valid model.
     """
-    model = onnx.load(path)
-    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    nodes, folded = [], []
-    for node in model.graph.node:
-        if node.op_type == "DequantizeLinear" and all(i in consts for i in node.input):
-            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-            q, scale = consts[node.input[0]], consts[node.input[1]]
-            zero = consts[node.input[2]] if len(node.input) > 2 else np.zeros_like(scale)
-            weight = _dequantize(q, scale, zero, attrs.get("axis", 1), attrs.get("block_size", 0))
-            folded.append(numpy_helper.from_array(weight, node.output[0]))
-        else:
-            nodes.append(node)
-    used = {i for n in nodes for i in n.input}
-    kept = [i for i in model.graph.initializer if i.name in used]
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(kept + folded)
+    model = fold_dequantize(onnx.load(path))
     dims = model.graph.input[0].type.tensor_type.shape.dim  # (1, 3, 640, 640) -> (1, 3, height, width)
     dims[2].dim_param, dims[3].dim_param = "height", "width"
     for out in model.graph.output:  # (1, cells, C): the number of grid cells follows the input's size
         out.type.tensor_type.shape.dim[1].dim_param = "cells"
-    del model.graph.value_info[:]
     onnx.checker.check_model(model)
     return model.SerializeToString()
 

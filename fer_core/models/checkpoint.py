@@ -3,7 +3,9 @@
 A checkpoint is a folder ``checkpoints/<name>/`` holding
 
 * ``model.safetensors`` - the unwrapped module's ``state_dict`` (never a pickle; loading cannot run
-  code), and
+  code), less the frozen public backbones it loads from ``checkpoints/public/`` (the card's
+  ``shared_weights`` names each one's folder and the sha256 of its tensors, checked on loading: a
+  public backbone is stored once, not in every model that stands on it), and
 * ``model.json`` - the model card: ``arch`` and ``model_args`` (enough to rebuild the module),
   ``classes``, ``preprocessing``, the frozen training ``config``, ``data`` (file, sha256, split
   sizes), ``metrics`` (PublicTest, PrivateTest, dedup PrivateTest, per class), ``privacy``
@@ -185,6 +187,44 @@ def resolve(path: str | os.PathLike | None = None) -> Path:
     return p
 
 
+def shared_weights(model: torch.nn.Module) -> dict[str, dict]:
+    """``{state_dict prefix: {"folder", "tensor_sha256"}}`` of the frozen public backbones ``model`` loads from
+    their own folders (:meth:`fer_core.models.facex.FaceXNet.shared_weights`); {} for any other model."""
+    fn = getattr(model, "shared_weights", None)
+    return fn() if callable(fn) else {}
+
+
+def stored_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The part of ``model.state_dict()`` a checkpoint's weights file holds: all but :func:`shared_weights`."""
+    prefixes = tuple(shared_weights(model))
+    return {k: v for k, v in model.state_dict().items() if not (prefixes and k.startswith(prefixes))}
+
+
+def _load_state(model: torch.nn.Module, state: dict, card: dict, weights: Path) -> None:
+    """Load a weights file into a built model: strictly, or for a card with ``shared_weights`` everything but the
+    public backbones, whose tensors (already loaded by the model from their folders) must hash as recorded.
+
+    Raises:
+        CheckpointError: a shared backbone differs from the one the model was trained on, or keys do not match.
+    """
+    recorded = card.get("shared_weights") or {}
+    if not recorded:
+        model.load_state_dict(state, strict=True)
+        return
+    built = shared_weights(model)
+    for prefix, entry in recorded.items():
+        have = built.get(prefix, {}).get("tensor_sha256")
+        if have != entry.get("tensor_sha256"):
+            raise CheckpointError(
+                f"{weights}: the public backbone at {entry.get('folder')} ({prefix}*) is not the one this model was "
+                f"trained on (tensor sha256 {str(have)[:12]}, card {str(entry.get('tensor_sha256'))[:12]}): "
+                "restore that folder (git checkout checkpoints/public) or retrain the model")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    stray = [k for k in missing if not k.startswith(tuple(recorded))]
+    if stray or unexpected:
+        raise RuntimeError(f"missing keys {stray[:5]}, unexpected keys {list(unexpected)[:5]}")
+
+
 def save_checkpoint(directory: str | os.PathLike, model: torch.nn.Module, card: dict) -> Path:
     """Write ``model.safetensors`` and ``model.json`` into ``directory`` (created if needed).
 
@@ -203,8 +243,12 @@ def save_checkpoint(directory: str | os.PathLike, model: torch.nn.Module, card: 
         raise ValueError("save the unwrapped module (got a wrapper's state_dict)")
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in stored_state(model).items()}
     card = {"card_version": CARD_VERSION, **card}
+    shared = shared_weights(model)
+    card.pop("shared_weights", None)
+    if shared:
+        card["shared_weights"] = shared
     tmp_w, tmp_c = d / (WEIGHTS_FILE + ".tmp"), d / (CARD_FILE + ".tmp")
     save_file(tensors, str(tmp_w), metadata={"arch": card["arch"]})
     tmp_c.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
@@ -260,8 +304,10 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
         raise CheckpointError(f"{weights} is corrupt or not a safetensors file ({exc})") from exc
     try:
         model = build_model(card["arch"], **card["model_args"])
-        model.load_state_dict(state, strict=True)
-    except (ValueError, RuntimeError) as exc:
+        _load_state(model, state, card, weights)
+    except CheckpointError:
+        raise
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
         detail = " ".join(str(exc).split())
         detail = detail if len(detail) <= 300 else detail[:300] + "…"
         raise CheckpointError(f"{weights} does not match the card's architecture ({detail})") from exc

@@ -1,5 +1,6 @@
 """facex's MobileNetV2 emotion network rebuilt from standard torch layers, and :class:`FaceXNet`, a
-linear head on its frozen intermediate features.
+linear head on its frozen intermediate features (optionally concatenated with those of a second public
+backbone, SFace's face-identity trunk: :mod:`fer_core.models.sface`).
 
 The public ``facex==1.1.0`` wheel (MIT, Hasby Fahrudin) ships ``facex/assets/model_optimized.tflite``:
 Keras's MobileNetV2 (Sandler et al. 2018, "MobileNetV2: Inverted Residuals and Linear Bottlenecks";
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
+from fer_core.models import sface
 from fer_core.models.paths import checkpoint_dir
 
 #: Folder (under ``checkpoints/``) the converter writes and :class:`FaceXNet` loads its backbone from.
@@ -203,6 +205,12 @@ class FaceXNet(nn.Module):
         backbone: folder of the converted weights (relative to ``checkpoints/`` or absolute; written by
             :func:`fer_core.models.facex_tflite.convert_facex`), or None for a random backbone (tests).
         in_channels: must be 1 (grey faces).
+        sface_features: taps of :func:`fer_core.models.sface.tap_names` of a second public backbone, SFace's
+            MobileFaceNet trunk (e.g. ``("conv_13",)``: 1024 channels on 7x7), concatenated after facex's
+            features; () for facex alone.
+        sface_pool: each SFace tap is average-pooled to ``sface_pool x sface_pool`` (default 2: 4,096-d).
+        sface_backbone: folder of SFace's converted weights (written by
+            :func:`fer_core.models.sface_onnx.convert_sface`), or None for a random trunk (tests).
 
     Input ``float32 (B, 1, 48, 48)`` normalised as :func:`fer_core.data.preprocess.to_model_input`;
     output logits ``float32 (B, num_classes)``.
@@ -214,36 +222,70 @@ class FaceXNet(nn.Module):
     """
 
     def __init__(self, num_classes: int = 7, features: tuple[str, ...] = DEFAULT_FEATURES, pool: int = 1,
-                 backbone: str | None = FACEX_BACKBONE_DIR, in_channels: int = 1) -> None:
+                 backbone: str | None = FACEX_BACKBONE_DIR, in_channels: int = 1, sface_features: tuple[str, ...] = (),
+                 sface_pool: int = sface.DEFAULT_POOL, sface_backbone: str | None = sface.SFACE_BACKBONE_DIR) -> None:
         super().__init__()
         if in_channels != 1:
             raise ValueError("FaceXNet takes grey faces (in_channels=1)")
         unknown = [f for f in features if f not in tap_names()]
         if unknown:
             raise ValueError(f"unknown facex feature(s) {unknown}; choose from {', '.join(tap_names())}")
+        unknown = [f for f in sface_features if f not in sface.tap_names()]
+        if unknown:
+            raise ValueError(f"unknown SFace feature(s) {unknown}; choose from {', '.join(sface.tap_names())}")
         self.backbone = FaceXBackbone()
         self.backbone_source = backbone
         if backbone is not None:
-            self.backbone.load_state_dict(load_file(str(backbone_weights_path(backbone))))
+            self.backbone.load_state_dict(load_file(str(backbone_weights_path(backbone, "facex"))))
         self.feature_dim = sum(tap_channels(f) for f in features) * pool * pool
         self.features, self.pool = tuple(features), pool
+        self.sface_features, self.sface_pool, self.sface_source = tuple(sface_features), sface_pool, sface_backbone
+        if self.sface_features:  # a second public backbone, concatenated after facex's features
+            depth = max(int(f.split("_")[1]) for f in self.sface_features)
+            self.sface = sface.SFaceBackbone(depth)
+            if sface_backbone is not None:
+                state = load_file(str(backbone_weights_path(sface_backbone, "sface")))
+                self.sface.load_state_dict({k: v for k, v in state.items() if k in self.sface.state_dict()})
+            self.feature_dim += sum(sface.tap_channels(f) for f in self.sface_features) * sface_pool * sface_pool
         self.head = nn.Sequential(FeatureStandardiser(self.feature_dim), nn.Linear(self.feature_dim, num_classes))
 
-    def provenance(self) -> dict:
-        """The backbone's provenance record (``provenance.json`` beside its weights; {} for a random one)."""
-        if self.backbone_source is None:
-            return {}
-        path = backbone_weights_path(self.backbone_source).parent / PROVENANCE_FILE
-        record = json.loads(path.read_text()) if path.is_file() else {}
-        keep = ("name", "package", "version", "file_in_wheel", "tflite_sha256", "weights_sha256", "trained_on",
-                "license", "disjointness")
-        return {"folder": f"checkpoints/{FACEX_BACKBONE_DIR}" if self.backbone_source == FACEX_BACKBONE_DIR
-                else str(self.backbone_source), **{k: record[k] for k in keep if k in record}}
+    def shared_weights(self) -> dict[str, dict]:
+        """The public backbones loaded from their own folders, which a checkpoint does not copy
+        (:func:`fer_core.models.checkpoint.save_checkpoint`): ``{state_dict prefix: {"folder", "tensor_sha256"}}``."""
+        shared = {}
+        if self.backbone_source is not None:
+            shared["backbone."] = {"folder": _folder_name(self.backbone_source, FACEX_BACKBONE_DIR),
+                                   "tensor_sha256": tensor_digest(self.backbone)}
+        if self.sface_features and self.sface_source is not None:
+            shared["sface."] = {"folder": _folder_name(self.sface_source, sface.SFACE_BACKBONE_DIR),
+                                "tensor_sha256": tensor_digest(self.sface)}
+        return shared
 
-    def extract(self, x: torch.Tensor) -> torch.Tensor:
-        """Model input ``float32 (B, 1, 48, 48)`` -> pooled, concatenated taps ``float32 (B, feature_dim)``."""
+    def provenance(self) -> dict:
+        """facex's provenance record (``provenance.json`` beside its weights; {} for a random backbone)."""
+        return _provenance(self.backbone_source, FACEX_BACKBONE_DIR)
+
+    def provenances(self) -> list[dict]:
+        """The provenance record of every public backbone the features stand on (facex's, then SFace's)."""
+        records = [self.provenance()]
+        if self.sface_features:
+            records.append(_provenance(self.sface_source, sface.SFACE_BACKBONE_DIR))
+        return records
+
+    def extract_facex(self, x: torch.Tensor) -> torch.Tensor:
+        """Model input ``float32 (B, 1, 48, 48)`` -> facex's pooled, concatenated taps ``float32 (B, D_facex)``."""
         taps = self.backbone.forward_taps(to_facex_input(x), self.features)
         return torch.cat([F.adaptive_avg_pool2d(taps[k], self.pool).flatten(1) for k in self.features], dim=1)
+
+    def extract_sface(self, x: torch.Tensor) -> torch.Tensor:
+        """Model input ``float32 (B, 1, 48, 48)`` -> SFace's pooled taps ``float32 (B, D_sface)``."""
+        return sface.pooled_features(self.sface, x, self.sface_features, self.sface_pool)
+
+    def extract(self, x: torch.Tensor) -> torch.Tensor:
+        """Model input ``float32 (B, 1, 48, 48)`` -> every backbone's features ``float32 (B, feature_dim)``."""
+        if not self.sface_features:
+            return self.extract_facex(x)
+        return torch.cat([self.extract_facex(x), self.extract_sface(x)], dim=1)  # (B, D_facex + D_sface)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.extract(x))  # (B, num_classes)
@@ -253,25 +295,56 @@ class FaceXFeatures(nn.Module):
     """The frozen prefix of a :class:`FaceXNet` (its features, not a copy): model input -> ``float32 (B, D)``.
 
     Made by :func:`fer_core.models.architectures.split_for_finetune`; not a submodule of the model, so the
-    backbone's weights are stored once."""
+    backbone's weights are stored once. With a second backbone its :meth:`parts` are cached apart (facex's
+    features of a face are computed once, whatever is concatenated to them)."""
 
-    def __init__(self, model: FaceXNet) -> None:
+    def __init__(self, model: FaceXNet, part: str | None = None) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.part = model, part
 
     def cache_identity(self) -> dict:
         """What the features depend on besides the faces: the backbone's weights (sha256), taps and pooling."""
-        return {"arch": "facex", "backbone_sha256": tensor_digest(self.model.backbone),
-                "features": list(self.model.features), "pool": self.model.pool}
+        m = self.model
+        if self.part == "sface":
+            return {"arch": "sface", "backbone_sha256": tensor_digest(m.sface), "features": list(m.sface_features),
+                    "pool": m.sface_pool}
+        identity = {"arch": "facex", "backbone_sha256": tensor_digest(m.backbone), "features": list(m.features),
+                    "pool": m.pool}
+        if self.part is None and m.sface_features:
+            identity["sface"] = FaceXFeatures(m, "sface").cache_identity()
+        return identity
+
+    def parts(self) -> list[FaceXFeatures]:
+        """One prefix per backbone, each with its own cache identity; their features concatenated are this one's."""
+        if self.part is not None or not self.model.sface_features:
+            return [self]
+        return [FaceXFeatures(self.model, "facex"), FaceXFeatures(self.model, "sface")]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.part == "facex":
+            return self.model.extract_facex(x)  # (B, D_facex)
+        if self.part == "sface":
+            return self.model.extract_sface(x)  # (B, D_sface)
         return self.model.extract(x)  # (B, feature_dim)
 
 
+def _provenance(source: str | None, default_dir: str) -> dict:
+    """A converted backbone's provenance (``provenance.json`` beside its weights), trimmed for a model card."""
+    if source is None:
+        return {}
+    path = backbone_weights_path(source).parent / PROVENANCE_FILE
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    keep = ("name", "package", "version", "file_in_wheel", "tflite_sha256", "onnx_sha256", "weights_sha256",
+            "trained_on", "license", "disjointness")
+    return {"folder": _folder_name(source, default_dir), **{k: record[k] for k in keep if k in record}}
 
 
-def backbone_weights_path(backbone: str) -> Path:
-    """The converted backbone's safetensors file for a folder given absolute or relative to ``checkpoints/``.
+def _folder_name(source: str, default_dir: str) -> str:
+    return f"checkpoints/{default_dir}" if source == default_dir else str(source)
+
+
+def backbone_weights_path(backbone: str, kind: str = "facex") -> Path:
+    """A converted backbone's safetensors file for a folder given absolute or relative to ``checkpoints/``.
 
     Raises:
         FileNotFoundError: no converted weights there (says how to convert them).
@@ -281,7 +354,7 @@ def backbone_weights_path(backbone: str) -> Path:
         d = checkpoint_dir() / d
     path = d / BACKBONE_WEIGHTS
     if not path.is_file():
-        raise FileNotFoundError(
-            f"no converted facex backbone at {path}: run `python -m fer_core convert-facex` "
-            "(needs `pip install --no-deps -r requirements-public.txt`)")
+        how = ("`python -m fer_core convert-sface`" if kind == "sface" else
+               "`python -m fer_core convert-facex` (needs `pip install --no-deps -r requirements-public.txt`)")
+        raise FileNotFoundError(f"no converted {kind} backbone at {path}: run {how}")
     return path

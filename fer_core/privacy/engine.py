@@ -32,7 +32,8 @@ METHOD_NOTES = {
     "two-stage": "stage 1 non-private on a declared public share of Training, stage 2 DP-SGD fine-tuning "
     "on the remaining (private) rows; epsilon covers the private rows only",
     "public-features": "DP-SGD of a linear head on the frozen features of a public backbone never trained on "
-    "FER2013 (facex's MobileNetV2), standardised with PublicTest statistics; every training row is private",
+    "FER2013 (facex's MobileNetV2, with SFace's face-identity trunk where the card lists it), standardised with "
+    "PublicTest statistics; every training row is private",
 }
 
 

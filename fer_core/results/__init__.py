@@ -111,6 +111,7 @@ from fer_core.results.tables import (
     label_set_title,
     privacy_details,
     privacy_text,
+    public_data_text,
     randomness_warning,
     summary_rows,
 )
@@ -203,6 +204,7 @@ __all__ = [
     "peers_table",
     "per_class_table",
     "privacy_details",
+    "public_data_text",
     "privacy_text",
     "randomness_warning",
     "read_architectures",

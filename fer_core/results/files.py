@@ -409,11 +409,11 @@ def read_peers(path: str | os.PathLike | None = None) -> list[dict]:
 
     Returns:
         One dict per row: ``private`` and ``peer`` (the row is the peer package ``fer`` itself) as bools;
-        the :data:`PEERS_FIGURES` (faces/s; ratios to fer's faces/s timed in alternation with each model in the same
-        run), ``privatetest_accuracy`` (0-1), ``budget_s`` (seconds per model and batch size), ``cpu_count`` and ``threads`` as floats (None
-        where empty or not a number); the rest (``model``, ``runtime``: ``"onnx"``, ``"torch"`` or
-        ``"tflite"``, ``faces``: which faces were timed, the machine fields, ``measured``: UTC ISO time,
-        ``command``) as stripped strings. ``[]`` when the file is missing or unreadable.
+        the :data:`PEERS_FIGURES` (faces/s; ratios to fer's faces/s timed in alternation with each model in the
+        same run), ``privatetest_accuracy`` (0-1), ``budget_s`` (seconds per model and batch size), ``cpu_count``
+        and ``threads`` as floats (None where empty or not a number); the rest (``model``, ``runtime``:
+        ``"onnx"``, ``"torch"`` or ``"tflite"``, ``faces``: which faces were timed, the machine fields,
+        ``measured``: UTC ISO time, ``command``) as stripped strings. ``[]`` when the file is missing or unreadable.
     """
     raw = _read_csv(path if path is not None else peers_path()) or []
     return [{k: _true(r.get(k)) if k in _PEERS_BOOLS

@@ -62,6 +62,13 @@ def privacy_text(privacy: dict | None, compact: bool = False) -> str:
     return f"ε = {eps_s}, δ = {'?' if delta is None else format(delta, 'g')}"
 
 
+def arch_label(card: dict) -> str | None:
+    """The architecture as tables show it: the card's ``arch``, with the second public backbone named where the
+    model concatenates one (``"facex + sface"``)."""
+    arch = card.get("arch")
+    return f"{arch} + sface" if arch and (card.get("model_args") or {}).get("sface_features") else arch
+
+
 def as_card(card: dict) -> ModelCard:
     """``card`` as a :class:`fer_core.models.checkpoint.ModelCard`: unchanged when it is one (as
     :func:`fer_core.models.checkpoint.read_card` gives), else a hand-made dict filled like a card on disk,
@@ -121,7 +128,7 @@ def card_row(card: dict, audit_rows: Iterable[dict] = (), speed_rows: Iterable[d
     n_classes = len(c.classes)
     return {
         "model": name,
-        "arch": c.get("arch"),
+        "arch": arch_label(c),
         "label set": f"{c.label_set} ({n_classes} classes)",
         "labels": label_set_title(c.label_set, n_classes),
         "parameters": c.get("parameters"),
@@ -214,6 +221,27 @@ def distillation_text(card: dict) -> str | None:
                "(FKD, Shen & Xing 2022)" if views else "; the teacher on every augmented batch") + ".")
 
 
+def public_data_text(card: dict) -> str | None:
+    """For a model standing on public pretrained weights (a card whose privacy block lists ``public_backbones``,
+    or the older single ``public_backbone``): one Markdown sentence naming each backbone's package and version,
+    what it was trained on, its licence and its disjointness test (AUC of the membership test on FER2013
+    Training vs PrivateTest rows), and that ε covers every training row; None for any other model."""
+    p = as_card(card).privacy
+    records = p.get("public_backbones") or ([p["public_backbone"]] if p.get("public_backbone") else [])
+    records = [r for r in records if r]
+    if not records:
+        return None
+    parts = []
+    for r in records:
+        auc = (r.get("disjointness") or {}).get("auc")
+        parts.append(f"`{r.get('name', '?')}` from the `{r.get('package', '?')}` {r.get('version', '')} wheel "
+                     f"(trained on {r.get('trained_on', 'undisclosed data')}; {r.get('license', 'licence unknown')}"
+                     + (f"; disjointness AUC {auc:.3f}" if isinstance(auc, int | float) else "") + ")")
+    rows = p.get("private_rows")
+    return ("Stands on public weights never trained on FER2013: " + " and ".join(parts) + ". Its ε covers "
+            + (f"all {rows:,} training rows" if isinstance(rows, int) else "every training row") + ".")
+
+
 def privacy_details(card: dict) -> str:
     """One Markdown sentence on how a private model was trained: method, ε, δ, accountant, noise, clipping,
     steps, the card's notes on its rows and method, and where its sampling and noise came from (a card from
@@ -223,4 +251,5 @@ def privacy_details(card: dict) -> str:
     return (f"**{p.get('method', '?')}**, ε = {p.get('epsilon')}, δ = {p.get('delta')} "
             f"({p.get('accountant', '?')} accountant), noise multiplier {p.get('noise_multiplier')}, "
             f"clipping norm {p.get('max_grad_norm')}, {p.get('steps')} steps. "
-            f"{p.get('rows', '')} {p.get('method_note', '')} Randomness: {randomness}.")
+            f"{p.get('rows', '')} {p.get('method_note', '')} Randomness: {randomness}."
+            + (f" {public_data_text(card)}" if public_data_text(card) else ""))

@@ -11,8 +11,10 @@ Four methods (``TrainConfig.dp_method``), one loop:
   the last block with DP-SGD on the remaining private rows. The frozen part was trained on public
   rows only, so its outputs are precomputed once, like the scattering.
 * ``public-features`` - DP-SGD of a linear head (``--arch facex --trainable head``) on the frozen
-  features of a public backbone that never saw FER2013 (facex's MobileNetV2; disjointness checked by
-  :func:`fer_core.models.facex_tflite.convert_facex`). The features are computed once and kept on disk
+  features of public backbones that never saw FER2013 (facex's MobileNetV2, optionally concatenated with SFace's
+  face-identity trunk, ``--model-args '{"sface_features": ["conv_13"]}'``; disjointness checked by
+  :func:`fer_core.models.facex_tflite.convert_facex` and :func:`fer_core.models.sface_onnx.convert_sface`). The
+  features are computed once per backbone and kept on disk
   (:mod:`fer_core.training.features`); the head's standardisation buffers are set from the *selection*
   split's features (PublicTest), never from Training rows, so nothing computed from a training row
   escapes the accountant. Every Training row is private.
@@ -371,5 +373,5 @@ class PrivateStrategy:
         if self.standardisation:
             block["feature_standardisation"] = self.standardisation
         if cfg.dp_method == "public-features":
-            block["public_backbone"] = self.model.provenance()
+            block["public_backbones"] = self.model.provenances()
         return block
