@@ -57,6 +57,23 @@ def test_feature_cache_is_keyed_by_prefix_data_and_faces_and_reused(tmp_path):
         feature_cache_path(prefix.cache_identity(), faces, "ab" * 32, tmp_path)
 
 
+class _PythonSidePrefix(_CountingPrefix):
+    """Exports to ONNX, but wrongly: its numpy step becomes a constant of the traced graph."""
+
+    def forward(self, x):
+        return torch.from_numpy(x.numpy()[:, 0, :2, :3].reshape(len(x), 6).copy()) * 2.0
+
+
+def test_features_leave_the_onnx_path_when_it_does_not_reproduce_torch(tmp_path):
+    from fer_core.training.features import compute_features
+
+    faces, _ = make_faces(10)
+    exporting = _CountingPrefix()  # a slice: ONNX Runtime reproduces it exactly
+    assert torch.equal(compute_features(exporting, faces, progress=False), exporting(to_model_input(faces)))
+    wrong = _PythonSidePrefix()
+    assert torch.equal(compute_features(wrong, faces, progress=False), wrong(to_model_input(faces)))
+
+
 def test_a_subset_of_the_library_is_looked_up_not_recomputed(tmp_path):
     faces, _ = make_faces(12)
     faces[7] = faces[3]  # a duplicate face: either row serves, the features are equal

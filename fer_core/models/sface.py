@@ -13,8 +13,9 @@ faces in 0-255, with int8 block-quantised weights. Its graph is a plain chain: `
 per-sample gradients for any part of it); the embedding head is not converted (its 128-d identity embedding
 scores 45.7 % as emotion features, the trunk's ``conv_13`` pooled 2x2 61.8 %: NOTES).
 
-Measured on the product path (DP linear head, ε 8, every Training row private): facex's features alone reach
-0.594 on PrivateTest, facex's + SFace's ``conv_13`` concatenated 0.632.
+Measured on the product path (``python -m fer_core sweep --methods public-features``: a DP linear head, every
+Training row private, chosen on PublicTest): facex's features alone reached 0.594 on PrivateTest at ε 8 and 0.558
+at ε 1; facex's + SFace's ``conv_13`` concatenated 0.623 and 0.576 (``checkpoints/results/sweep.csv``).
 """
 
 from __future__ import annotations
