@@ -72,7 +72,8 @@ else:
 st.header("On the test set")
 n_test = split_faces(baseline_card(cards), "PrivateTest")
 st.markdown(f"Both models on FER2013's **PrivateTest** split{f' ({n_test:,} faces)' if n_test else ''}; this takes "
-            "10–20 s on a CPU the first time, then the result is cached.")
+            "10–20 s on a CPU the first time (a few minutes for a model on the 200-px and 112-px public backbones), "
+            "then the result is cached.")
 if st.button("Compare on PrivateTest", type="primary"):
     st.session_state["compare_split_pair"] = (path_a, path_b)
 if st.session_state.get("compare_split_pair") == (path_a, path_b):
