@@ -253,7 +253,7 @@ class FaceXNet(nn.Module):
             self.sface = sface.SFaceBackbone(depth)
             if sface_backbone is not None:
                 state = load_file(str(backbone_weights_path(sface_backbone, "sface")))
-                self.sface.load_state_dict({k: v for k, v in state.items() if k in self.sface.state_dict()})
+                self.sface.load_state_dict(sface.trunk_state(state, depth))
             self.feature_dim += sum(sface.tap_channels(f) for f in self.sface_features) * sface_pool * sface_pool
         self.head = nn.Sequential(FeatureStandardiser(self.feature_dim), nn.Linear(self.feature_dim, num_classes))
 

@@ -14,8 +14,9 @@ per-sample gradients for any part of it); the embedding head is not converted (i
 scores 45.7 % as emotion features, the trunk's ``conv_13`` pooled 2x2 61.8 %: NOTES).
 
 Measured on the product path (``python -m fer_core sweep --methods public-features``: a DP linear head, every
-Training row private, chosen on PublicTest): facex's features alone reached 0.594 on PrivateTest at ε 8 and 0.558
-at ε 1; facex's + SFace's ``conv_13`` concatenated 0.623 and 0.576 (``checkpoints/results/sweep.csv``).
+Training row private, chosen on PublicTest): facex's + SFace's ``conv_13`` concatenated reach 0.623 on PrivateTest
+at ε 8 and 0.576 at ε 1 (``checkpoints/results/sweep.csv``), where facex's features alone reached 0.594 and 0.558
+(the same file at commit d455228).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class SFaceBackbone(nn.Module):
     Args:
         depth: the last block kept (2..14; default 13, the deepest the default feature needs). The converter
             writes every block up to 14; a shallower module loads the prefix (``strict=False`` is never
-            needed: :func:`fer_core.models.sface_onnx.trunk_state` slices the state dict).
+            needed: :func:`trunk_state` slices the state dict).
     """
 
     def __init__(self, depth: int = 13) -> None:
@@ -110,6 +111,12 @@ class SFaceBackbone(nn.Module):
             h = self.blocks[k - 2](h)  # conv_13: (B, 1024, 7, 7)
             taps[f"conv_{k}"] = h
         return {w: taps[w] for w in wanted}
+
+
+def trunk_state(state: dict[str, torch.Tensor], depth: int) -> dict[str, torch.Tensor]:
+    """The part of a full trunk's ``state_dict`` (the converter's, blocks up to ``conv_14``) that an
+    :class:`SFaceBackbone` of ``depth`` holds: the stem and the blocks up to ``conv_<depth>``."""
+    return {k: v for k, v in state.items() if not k.startswith("blocks.") or int(k.split(".")[1]) < depth - 1}
 
 
 def to_sface_input(x: torch.Tensor, mean: float = 0.5, std: float = 0.25) -> torch.Tensor:

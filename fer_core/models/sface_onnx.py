@@ -31,12 +31,10 @@ from onnx import helper
 from safetensors.torch import save_file
 
 from fer_core import EMOTIONS
-from fer_core.audit.attacks import attack_metrics, loss_scores
 from fer_core.data.datasets import load_dataset
 from fer_core.data.preprocess import to_model_input
-from fer_core.evaluation.metrics import roc_auc
 from fer_core.models.facex import BACKBONE_WEIGHTS, PROVENANCE_FILE, tensor_digest
-from fer_core.models.facex_tflite import PublicModelError, file_sha256
+from fer_core.models.facex_tflite import PublicModelError, disjointness_rows, file_sha256, loss_attack_record
 from fer_core.models.onnx_graph import drop_initializer_inputs, fold_dequantize, initializers
 from fer_core.models.paths import checkpoint_dir
 from fer_core.models.sface import BLOCKS, SFACE_BACKBONE_DIR, SFaceBackbone, pooled_features, to_sface_input
@@ -118,11 +116,6 @@ def read_sface_weights(path: str | Path) -> dict[str, torch.Tensor]:
         state[names[id(act_m)] + ".weight"] = torch.from_numpy(consts[prelu.input[1]].reshape(-1).astype(np.float32))
     backbone.load_state_dict(state)  # strict: every tensor accounted for
     return state
-
-
-def trunk_state(state: dict[str, torch.Tensor], depth: int) -> dict[str, torch.Tensor]:
-    """The part of a full trunk's ``state_dict`` an :class:`SFaceBackbone` of ``depth`` holds (blocks up to it)."""
-    return {k: v for k, v in state.items() if not k.startswith("blocks.") or int(k.split(".")[1]) < depth - 1}
 
 
 def onnx_reference(path: str | Path, faces: np.ndarray, taps: tuple[str, ...] = ("conv_13", "conv_14"),
@@ -209,39 +202,16 @@ def probe_disjointness_check(extract: Callable[[np.ndarray], torch.Tensor], data
     ds = load_dataset(data)
     rng = np.random.default_rng(seed)
     pub_x, pub_y = ds.split("PublicTest")
-    tr_x, tr_y = ds.split("Training")
-    te_x, te_y = ds.split("PrivateTest")
-    keep = np.flatnonzero(ds.dedup_mask("PrivateTest"))
-    i_tr = rng.choice(len(tr_y), min(n, len(tr_y)), replace=False)
-    i_te = rng.choice(keep, min(n, len(keep)), replace=False)
+    faces, labels, member = disjointness_rows(ds, n, rng)
     f_pub = extract(pub_x).float()
     mean, std = f_pub.mean(0), f_pub.std(0) + 1e-6
     probe = _fit_probe((f_pub - mean) / std, torch.as_tensor(pub_y, dtype=torch.long), len(EMOTIONS))
-    faces = np.concatenate([tr_x[i_tr], te_x[i_te]])
-    labels = np.concatenate([tr_y[i_tr], te_y[i_te]]).astype(np.int64)
-    member = np.r_[np.ones(len(i_tr), bool), np.zeros(len(i_te), bool)]
     with torch.no_grad():
         probs = torch.softmax(probe((extract(faces).float() - mean) / std), 1).numpy()
-    scores = loss_scores(probs[np.arange(len(labels)), labels])
-    metrics = attack_metrics(member, scores)
-    boot = []
-    for _ in range(bootstrap):
-        idx = np.r_[rng.choice(np.flatnonzero(member), member.sum()),
-                    rng.choice(np.flatnonzero(~member), (~member).sum())]
-        boot.append(roc_auc(member[idx], scores[idx]))
-    correct = probs.argmax(1) == labels
     return {"attack": "loss threshold (Yeom et al. 2018) with a linear probe fitted on PublicTest only",
             "probe": "multinomial logistic regression (L-BFGS, L2 1e-3) on PublicTest features standardised "
                      "with PublicTest statistics",
-            "members": "Training rows (sampled)", "nonmembers": "PrivateTest rows whose image is not in Training",
-            "auc": round(float(metrics["auc"]), 4),
-            "auc_interval": [round(float(np.percentile(boot, 2.5)), 4), round(float(np.percentile(boot, 97.5)), 4)],
-            "interval": f"95 % bootstrap over rows ({bootstrap} resamples)",
-            "n_members": int(member.sum()), "n_nonmembers": int((~member).sum()),
-            "tpr_at_1pct_fpr": round(float(metrics["tpr_at_1pct_fpr"]), 4),
-            "accuracy_members": round(float(correct[member].mean()), 4),
-            "accuracy_nonmembers": round(float(correct[~member].mean()), 4),
-            "data_sha256": ds.sha256, "seed": seed}
+            **loss_attack_record(probs, labels, member, rng, bootstrap), "data_sha256": ds.sha256, "seed": seed}
 
 
 class _SFaceFeatures(torch.nn.Module):

@@ -248,8 +248,9 @@ def privacy_details(card: dict) -> str:
     before ``privacy.randomness`` was recorded drew them from its public seed)."""
     p = as_card(card).privacy
     randomness = p.get("randomness") or PUBLIC_RANDOMNESS
+    public = public_data_text(card)
     return (f"**{p.get('method', '?')}**, ε = {p.get('epsilon')}, δ = {p.get('delta')} "
             f"({p.get('accountant', '?')} accountant), noise multiplier {p.get('noise_multiplier')}, "
             f"clipping norm {p.get('max_grad_norm')}, {p.get('steps')} steps. "
             f"{p.get('rows', '')} {p.get('method_note', '')} Randomness: {randomness}."
-            + (f" {public_data_text(card)}" if public_data_text(card) else ""))
+            + (f" {public}" if public else ""))
