@@ -31,10 +31,10 @@ from fer_core.models.checkpoint import CHECKPOINT_DIR, CheckpointError, list_che
 from fer_core.models.predict import classify_faces, compiled
 from fer_core.privacy.accounting import DP_METHODS
 from fer_core.results.architectures import compare_architectures
-from fer_core.results.files import ARCH_RESULTS, SPEED_RESULTS, SWEEP_RESULTS, write_speed
+from fer_core.results.files import ARCH_RESULTS, REFERENCE_RESULTS, SPEED_RESULTS, SWEEP_RESULTS, write_speed
 from fer_core.results.report import README, update_readme
 from fer_core.results.speed import describe_machine, machine_info, measure_models
-from fer_core.results.sweep import EPSILONS, RECIPES, run_sweep
+from fer_core.results.sweep import EPSILONS, RECIPES, run_references, run_sweep
 from fer_core.training.config import TrainConfig, add_config_arguments, config_from_arguments, json_object_argument
 from fer_core.training.distributed import launched_rank
 from fer_core.training.lifecycle import main as train_main
@@ -289,6 +289,9 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/sweep", help="parent run folder (one resumable run per pair)")
     p.add_argument("--results", help="CSV to write (default checkpoints/results/sweep.csv)")
     p.add_argument("--no-export", action="store_true", help="do not export checkpoints")
+    p.add_argument("--reference", action="store_true", help="instead of the epsilon runs, train each method's "
+                   "non-private reference (its recipe without noise or clipping, learning rate chosen on PublicTest) "
+                   "and write checkpoints/results/reference.csv (or --results)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--no-progress", action="store_true")
 
@@ -296,9 +299,16 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
 def _run_sweep(a: argparse.Namespace) -> int:
 
     base = TrainConfig(data=a.data, threads=a.threads, progress=not a.no_progress, channels_last=False)
+    overrides = {"epochs": a.epochs} if a.epochs else None
+    if a.reference:
+        rows = run_references(base, a.methods, Path(a.results) if a.results else REFERENCE_RESULTS,
+                              out_root=Path(a.out), overrides=overrides, command=_command_line())
+        print(json.dumps([{k: r[k] for k in ("method", "lr", "publictest_accuracy", "privatetest_accuracy")}
+                          for r in rows], indent=2))
+        return 0
     rows = run_sweep(base, a.methods, a.epsilons, Path(a.results) if a.results else SWEEP_RESULTS,
                      out_root=Path(a.out), export_dir=None if a.no_export else CHECKPOINT_DIR,
-                     overrides={"epochs": a.epochs} if a.epochs else None, command=_command_line())
+                     overrides=overrides, command=_command_line())
     print(json.dumps([{k: r[k] for k in ("method", "epsilon", "publictest_accuracy", "privatetest_accuracy",
                                          "checkpoint")} for r in rows], indent=2))
     return 0

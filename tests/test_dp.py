@@ -241,3 +241,13 @@ def test_card_json_of_a_private_model_is_plain_json(tmp_path):
     main(_dp_config(tmp_path, npz, epochs=1, export=str(tmp_path / "ck")))
     raw = json.loads((tmp_path / "ck" / "model.json").read_text())
     assert raw["privacy"]["epsilon"] > 0 and raw["privacy"]["library"].startswith("opacus")
+
+
+def test_no_clipping_is_only_for_a_run_without_noise():
+    loader, _, _ = _loader()
+    model = build_model("resnet", **TINY_RESNET)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(PrivacyError, match="no clipping"):
+        make_private(model, opt, loader, noise_multiplier=1.0, max_grad_norm=float("inf"))
+    dp = make_private(model, opt, loader, noise_multiplier=0.0, max_grad_norm=float("inf"))
+    assert dp.optimizer.max_grad_norm > 1e20 and dp.optimizer.noise_multiplier == 0.0

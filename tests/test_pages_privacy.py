@@ -155,7 +155,31 @@ def sweep(tmp_path, monkeypatch):
     path = tmp_path / "sweep.csv"
     rows = write_sweep(path)
     monkeypatch.setenv("FER_SWEEP_RESULTS", str(path))
+    monkeypatch.setenv("FER_REFERENCE_RESULTS", str(tmp_path / "no_reference.csv"))
     return rows
+
+
+def test_privacy_page_draws_each_methods_non_private_reference_and_its_cost(app, sweep, tmp_path, monkeypatch):
+    from fer_core.results.files import REFERENCE_COLUMNS, write_reference
+
+    open_page(app, "pages/privacy.py")
+    assert any("sweep --reference" in i.value for i in app.info)  # no reference file: how to make one
+    ref = {c: "" for c in REFERENCE_COLUMNS}
+    write_reference([{**ref, "method": "scatternet", "privatetest_accuracy": 0.6}], tmp_path / "ref.csv")
+    monkeypatch.setenv("FER_REFERENCE_RESULTS", str(tmp_path / "ref.csv"))
+    open_page(app, "pages/privacy.py")
+    tradeoff = next(json.loads(c.proto.spec) for c in app.get("plotly_chart")
+                    if "scatternet" in [t["name"] for t in json.loads(c.proto.spec)["data"]])
+    traces = {t["name"]: t for t in tradeoff["data"]}
+    assert list(traces) == ["scatternet", "scatternet, non-private reference", "two-stage"]
+    line = traces["scatternet, non-private reference"]
+    assert line["y"] == [0.6, 0.6] and line["line"]["dash"] == "dot"
+    assert line["line"]["color"] == traces["scatternet"]["line"]["color"] != traces["two-stage"]["line"]["color"]
+    assert line["x"] == [min(traces["scatternet"]["x"]), max(traces["scatternet"]["x"])]
+    cost = next(d.value for d in app.dataframe if "cost of privacy" in d.value.columns)
+    mine = [r for r in sweep if r["method"] == "scatternet"]
+    assert list(cost["method"]) == ["scatternet"] * len(mine)  # two-stage has no reference
+    assert list(cost["cost of privacy"]) == [f"{100 * (0.6 - r['privatetest_accuracy']):.1f} points" for r in mine]
 
 
 def test_privacy_page_tradeoff_and_table(app, sweep):

@@ -60,3 +60,66 @@ def test_sweep_writes_rows_exports_the_best_and_resumes(tmp_path):
 def test_sweep_rejects_unknown_methods(tmp_path):
     with pytest.raises(PrivacyError, match="unknown method"):
         run_sweep(TrainConfig(), ["magic"], [1.0], tmp_path / "s.csv", tmp_path, None)
+
+
+def test_reference_runs_are_the_recipe_without_noise_or_clipping_chosen_on_publictest(tmp_path):
+    from fer_core.results.files import REFERENCE_COLUMNS, read_reference
+    from fer_core.results.sweep import reference_name, run_references
+
+    npz = write_npz(tmp_path / "s.npz", n_train=320, n_val=64, n_test=64)
+    base = TrainConfig(data=str(npz), progress=False, channels_last=False)
+    csv_path, out = tmp_path / "reference.csv", tmp_path / "runs"
+    rows = run_references(base, ["scatternet"], csv_path, out, overrides={**SMALL, "model_args": {"width": 8}},
+                          command="pytest", lrs={"scatternet": (0.01, 0.2)})
+    assert len(rows) == 1 and [list(r) for r in read_reference(csv_path)][0] == REFERENCE_COLUMNS
+    cards = {lr: json.loads((out / reference_name("scatternet", lr) / "final_card.json").read_text())
+             for lr in (0.01, 0.2)}
+    best = max(cards, key=lambda lr: cards[lr]["metrics"]["PublicTest"]["accuracy"])
+    row = read_reference(csv_path)[0]
+    assert row["lr"] == best and row["run"] == reference_name("scatternet", best)  # chosen on PublicTest
+    assert row["privatetest_accuracy"] == pytest.approx(cards[best]["metrics"]["PrivateTest"]["accuracy"], abs=1e-4)
+    assert row["noise_multiplier"] == 0.0 and row["max_grad_norm"] == "none" and row["train_rows"] == 320
+    for card in cards.values():  # not private: no epsilon anywhere, and it says what it is
+        p = card["privacy"]
+        assert p["private"] is False and "epsilon" not in p and p["max_grad_norm"] is None
+        assert p["method"] == "scatternet" and "non-private reference" in p["reference"]
+        assert all(h["epsilon"] is None for h in card["history"])
+    # finished runs are read back
+    mtime = (out / reference_name("scatternet", 0.01) / "final_card.json").stat().st_mtime
+    run_references(base, ["scatternet"], csv_path, out, overrides={**SMALL, "model_args": {"width": 8}},
+                   lrs={"scatternet": (0.01,)})
+    assert (out / reference_name("scatternet", 0.01) / "final_card.json").stat().st_mtime == mtime
+    with pytest.raises(PrivacyError, match="unknown method"):
+        run_references(base, ["magic"], csv_path, out)
+
+
+def test_a_run_without_noise_but_with_clipping_is_not_private_either(tmp_path):
+    from fer_core.privacy.accounting import spent_epsilon
+
+    npz = write_npz(tmp_path / "s.npz", n_train=320, n_val=64, n_test=64)
+    res = main(TrainConfig(out=str(tmp_path / "r"), data=str(npz), arch="scatternet", model_args={"width": 8},
+                           dp_method="scatternet", noise_multiplier=0.0, max_grad_norm=0.5, progress=False,
+                           channels_last=False, **SMALL))
+    assert res["epsilon"] is None
+    p = json.loads((tmp_path / "r" / "final_card.json").read_text())["privacy"]
+    assert p["private"] is False and p["max_grad_norm"] == 0.5 and "clipped to 0.5" in p["reference"]
+
+    class Engine:  # Opacus's PRV accountant overflows on sigma 0; no noise is no finite guarantee
+        class accountant:
+            history = [(1.0, 0.1, 10), (0.0, 0.1, 1)]
+    assert spent_epsilon(Engine, 1e-5) == float("inf")
+
+
+def test_reference_table_shows_the_cost_of_privacy(tmp_path):
+    from fer_core.results.files import REFERENCE_COLUMNS, SWEEP_COLUMNS, write_reference, write_sweep
+    from fer_core.results.report import reference_table
+
+    ref = {c: "" for c in REFERENCE_COLUMNS}
+    write_reference([{**ref, "method": "scatternet", "trainable": "all", "lr": 0.03, "batch_size": 256, "epochs": 12,
+                      "publictest_accuracy": 0.55, "privatetest_accuracy": 0.56, "command": "c"}], tmp_path / "r.csv")
+    row = {c: "" for c in SWEEP_COLUMNS}
+    write_sweep([{**row, "method": "scatternet", "target_epsilon": 8.0, "privatetest_accuracy": 0.5177}],
+                tmp_path / "s.csv")
+    table = reference_table(tmp_path / "r.csv", tmp_path / "s.csv")
+    assert "| scatternet | all | 0.03 | 256 | 12 | 55.00 | **56.00** | 51.77 (−4.23) | – |" in table
+    assert table.endswith("Command: `c`")

@@ -39,6 +39,7 @@ from fer_core.results.views import (
     expected_accuracy_rows,
     live_comparison_rows,
     live_speed_points,
+    privacy_cost_rows,
     recall_comparison,
     split_faces,
     training_faces,
@@ -82,7 +83,8 @@ def test_every_result_path_lives_in_results_dir():
 def test_env_overrides(tmp_path, monkeypatch):
     for env, fn, default in ((files.SWEEP_ENV, files.sweep_path, files.SWEEP_RESULTS),
                              (files.AUDIT_ENV, files.audit_path, files.AUDIT_RESULTS),
-                             (files.SPEED_ENV, files.speed_path, files.SPEED_RESULTS)):
+                             (files.SPEED_ENV, files.speed_path, files.SPEED_RESULTS),
+                             (files.REFERENCE_ENV, files.reference_path, files.REFERENCE_RESULTS)):
         monkeypatch.delenv(env, raising=False)
         assert fn() == default
         monkeypatch.setenv(env, str(tmp_path / "x.csv"))
@@ -119,6 +121,24 @@ def test_sweep_writer_orders_rows(tmp_path):
     back = files.read_sweep(tmp_path / "sweep.csv")
     assert [(r["method"], r["target_epsilon"]) for r in back] == [("dp-sgd", 0.5), ("dp-sgd", 8.0), ("two-stage", 1.0)]
     assert files.read_sweep(tmp_path / "none.csv") == [] and files.read_architectures(tmp_path / "none.csv") == []
+
+
+def test_reference_writer_reader_and_privacy_cost(tmp_path):
+    row = {c: "" for c in files.REFERENCE_COLUMNS}
+    refs = [{**row, "method": "scatternet", "privatetest_accuracy": 0.55, "max_grad_norm": "none"},
+            {**row, "method": "public-features", "privatetest_accuracy": 0.65}]
+    files.write_reference(refs, tmp_path / "ref.csv")
+    back = files.read_reference(tmp_path / "ref.csv")
+    assert [r["method"] for r in back] == ["public-features", "scatternet"] and back[1]["max_grad_norm"] == "none"
+    assert back[1]["privatetest_accuracy"] == 0.55 and files.read_reference(tmp_path / "none.csv") == []
+    sweep = [{"method": "scatternet", "epsilon": 7.9, "privatetest_accuracy": 0.52},
+             {"method": "scatternet", "epsilon": 0.98, "privatetest_accuracy": 0.46},
+             {"method": "two-stage", "epsilon": 8.0, "privatetest_accuracy": 0.51},  # no reference: left out
+             {"method": "public-features", "epsilon": 1.0, "privatetest_accuracy": float("nan")}]  # no accuracy
+    cost = privacy_cost_rows(sweep, back)
+    assert [(c["method"], c["ε"]) for c in cost] == [("scatternet", 0.98), ("scatternet", 7.9)]
+    assert cost[0]["cost of privacy"] == "9.0 points" and cost[1]["cost of privacy"] == "3.0 points"
+    assert cost[1]["non-private reference"] == "55.0%" and cost[1]["PrivateTest accuracy"] == "52.0%"
 
 
 # --- card -> row ---------------------------------------------------------------------------------------------------

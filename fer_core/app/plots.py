@@ -6,8 +6,12 @@ import math
 from collections.abc import Sequence
 
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 
 from fer_core import EMOTIONS
+
+#: Colours of the methods' traces (a method's reference line shares its colour).
+_PALETTE = qualitative.Plotly
 
 
 def confusion_matrix_figure(matrix: Sequence[Sequence[int]], classes: Sequence[str], title: str = "") -> go.Figure:
@@ -129,7 +133,8 @@ def _num(v) -> float | None:
     return None if f != f else f  # NaN -> None
 
 
-def tradeoff_figure(rows: Sequence[dict], baseline_accuracy: float | None = None, title: str = "") -> go.Figure:
+def tradeoff_figure(rows: Sequence[dict], baseline_accuracy: float | None = None, title: str = "",
+                    references: Sequence[dict] = ()) -> go.Figure:
     """Privacy/accuracy trade-off: PrivateTest accuracy against epsilon, one line per method (log x-axis).
 
     Args:
@@ -138,10 +143,13 @@ def tradeoff_figure(rows: Sequence[dict], baseline_accuracy: float | None = None
             rows without a finite positive epsilon or accuracy are skipped.
         baseline_accuracy: the non-private model's PrivateTest accuracy (0-1), drawn as a dashed
             horizontal line; None for none.
+        references: ``reference.csv`` rows (``method``, ``privatetest_accuracy``): each method's non-private
+            reference, a dotted level across that method's epsilons in the method's colour.
     """
     fig = go.Figure()
     methods = list(dict.fromkeys(r.get("method") for r in rows))
-    for m in methods:
+    ref_acc = {r.get("method"): _num(r.get("privatetest_accuracy")) for r in references}
+    for i, m in enumerate(methods):
         pts = sorted(
             (e, a, r) for r in rows if r.get("method") == m
             for e, a in [(_num(r.get("epsilon")), _num(r.get("privatetest_accuracy")))]
@@ -149,12 +157,19 @@ def tradeoff_figure(rows: Sequence[dict], baseline_accuracy: float | None = None
         )
         if not pts:
             continue
+        colour = _PALETTE[i % len(_PALETTE)]
         fig.add_trace(go.Scatter(
-            x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=str(m),
+            x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=str(m), line_color=colour,
             customdata=[[_num(p[2].get("target_epsilon")), _num(p[2].get("noise_multiplier"))] for p in pts],
             hovertemplate="ε=%{x:.3g} (target %{customdata[0]})<br>noise multiplier %{customdata[1]}"
                           "<br>PrivateTest %{y:.1%}<extra>%{fullData.name}</extra>",
         ))
+        if ref_acc.get(m) is not None:
+            fig.add_trace(go.Scatter(
+                x=[pts[0][0], pts[-1][0]], y=[ref_acc[m]] * 2, mode="lines", name=f"{m}, non-private reference",
+                line={"color": colour, "dash": "dot"},
+                hovertemplate=f"{m} without noise or clipping<br>PrivateTest %{{y:.1%}}<extra></extra>",
+            ))
     if baseline_accuracy is not None:
         fig.add_hline(y=baseline_accuracy, line_dash="dash", line_color="gray",
                       annotation_text=f"non-private baseline {100 * baseline_accuracy:.1f}%",

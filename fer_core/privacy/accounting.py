@@ -137,9 +137,12 @@ def epsilon_for(noise_multiplier: float, sample_rate: float, steps: int, delta: 
 
 
 def spent_epsilon(engine, delta: float) -> float:
-    """Epsilon recorded so far by a ``PrivacyEngine``'s accountant for ``delta`` (0.0 before any step)."""
+    """Epsilon recorded so far by a ``PrivacyEngine``'s accountant for ``delta`` (0.0 before any step; ``inf``
+    once a step without noise was taken: no finite guarantee holds, and Opacus's PRV accountant cannot say so)."""
     if not engine.accountant.history:
         return 0.0
+    if any(float(h[0]) <= 0 for h in engine.accountant.history):
+        return math.inf
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return float(engine.accountant.get_epsilon(delta=delta))

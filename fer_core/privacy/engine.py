@@ -17,6 +17,7 @@ processes.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -47,6 +48,10 @@ class PrivateLoader:
     engine: object  # opacus.PrivacyEngine
 
 
+#: The clipping bound that stands for "no clipping" in Opacus (no per-sample gradient norm reaches it).
+_NO_CLIPPING = 1e30
+
+
 def make_private(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -66,7 +71,8 @@ def make_private(
         data_loader: a loader over the private rows; its ``batch_size`` becomes the expected
             (logical) batch size and its ``generator`` drives the Poisson sampler.
         noise_multiplier: sigma >= 0 (0 only for tests: no privacy).
-        max_grad_norm: per-sample L2 clipping bound C > 0 (``float('inf')`` disables clipping).
+        max_grad_norm: per-sample L2 clipping bound C > 0; ``float('inf')`` disables clipping, only without noise
+            (a non-private reference run: no bound, no sensitivity to calibrate noise to).
         accountant: ``"prv"`` or ``"rdp"``; the engine's accountant records every step.
         grad_sample_mode: Opacus's per-sample-gradient mode (``"hooks"`` or ``"ew"``).
         distributed: data-parallel DP-SGD in an initialised ``torch.distributed`` process group:
@@ -91,6 +97,11 @@ def make_private(
     if noise_multiplier < 0 or max_grad_norm <= 0:
         raise PrivacyError(f"need noise_multiplier >= 0 and max_grad_norm > 0 "
                            f"(got {noise_multiplier}, {max_grad_norm})")
+    if math.isinf(max_grad_norm):
+        if noise_multiplier > 0:
+            raise PrivacyError("max_grad_norm inf (no clipping) bounds no sample's influence, so noise cannot hide "
+                               "it: give a finite max_grad_norm, or noise_multiplier 0 for a non-private reference")
+        max_grad_norm = _NO_CLIPPING  # Opacus scales its noise by C: 0 * inf would be NaN
     if distributed:
         from opacus.distributed import DifferentiallyPrivateDistributedDataParallel  # heavy; private runs only
 

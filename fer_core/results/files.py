@@ -6,6 +6,8 @@ file                   written by                  override            read by
 =====================  ==========================  ==================  =====================================
 ``architectures.csv``  ``compare-archs``           (none)              the README
 ``sweep.csv``          ``sweep``                   $FER_SWEEP_RESULTS  Privacy and Compare pages, the README
+``reference.csv``      ``sweep --reference``       $FER_REFERENCE_     Privacy page, the README
+                                                   RESULTS
 ``audit.csv``          ``audit``                   $FER_AUDIT_RESULTS  Audit and Benchmarks pages, the README
 ``audit_roc.json``     ``audit``                   beside audit.csv    Audit page
 ``audit_twins.csv``    ``audit --twins K``         $FER_TWIN_AUDIT_    Audit and Benchmarks pages, the README
@@ -38,6 +40,7 @@ from fer_core.models.checkpoint import CHECKPOINT_DIR
 RESULTS_DIR = CHECKPOINT_DIR / "results"
 ARCH_RESULTS = RESULTS_DIR / "architectures.csv"
 SWEEP_RESULTS = RESULTS_DIR / "sweep.csv"
+REFERENCE_RESULTS = RESULTS_DIR / "reference.csv"
 AUDIT_RESULTS = RESULTS_DIR / "audit.csv"
 #: Name of the ROC points file; it always lies beside its ``audit.csv``.
 AUDIT_ROC_NAME = "audit_roc.json"
@@ -49,6 +52,7 @@ PEERS_RESULTS = RESULTS_DIR / "peers.csv"
 
 #: Environment variables that point the app at other result files (tests, other result sets).
 SWEEP_ENV = "FER_SWEEP_RESULTS"
+REFERENCE_ENV = "FER_REFERENCE_RESULTS"
 AUDIT_ENV = "FER_AUDIT_RESULTS"
 SPEED_ENV = "FER_SPEED_RESULTS"
 TWIN_AUDIT_ENV = "FER_TWIN_AUDIT_RESULTS"
@@ -65,6 +69,12 @@ SWEEP_COLUMNS = [
     "batch_size", "sample_rate", "epochs", "steps", "trainable", "private_rows", "public_rows",
     "publictest_accuracy", "privatetest_accuracy", "privatetest_macro_f1",
     *[f"recall_{e}" for e in EMOTIONS], "train_seconds", "run", "checkpoint", "command",
+]
+#: Columns of ``reference.csv``: one non-private reference per private method (no noise, no clipping).
+REFERENCE_COLUMNS = [
+    "method", "arch", "trainable", "noise_multiplier", "max_grad_norm", "batch_size", "lr", "epochs", "train_rows",
+    "publictest_accuracy", "privatetest_accuracy", "privatetest_macro_f1", *[f"recall_{e}" for e in EMOTIONS],
+    "train_seconds", "run", "command",
 ]
 AUDIT_COLUMNS = ["model", "private", "method", "claimed_epsilon", "delta", "attack", "auc", "tpr_at_1pct_fpr",
                  "tpr_at_0.1pct_fpr", "balanced_accuracy", "epsilon_lower_bound", "n_members", "n_nonmembers",
@@ -183,6 +193,29 @@ def sweep_rows() -> list[dict]:
 def write_sweep(rows: Iterable[dict], path: str | os.PathLike = SWEEP_RESULTS) -> None:
     """(Re)write ``sweep.csv`` with ``rows`` (dicts with :data:`SWEEP_COLUMNS`), ordered by method and target ε."""
     _write_csv(path, SWEEP_COLUMNS, sorted(rows, key=lambda r: (r["method"], float(r["target_epsilon"]))))
+
+
+# --- reference.csv -------------------------------------------------------------------------------------------------
+
+
+def reference_path() -> Path:
+    """Where the app reads the non-private references: ``$FER_REFERENCE_RESULTS``, else :data:`REFERENCE_RESULTS`."""
+    return _env_path(REFERENCE_ENV, REFERENCE_RESULTS)
+
+
+def read_reference(path: str | os.PathLike = REFERENCE_RESULTS) -> list[dict]:
+    """Rows of ``reference.csv`` (numbers as floats where they parse, like :func:`read_sweep`); [] if none."""
+    return read_sweep(path)
+
+
+def reference_rows() -> list[dict]:
+    """Rows of the reference CSV at :func:`reference_path`; [] if there is none."""
+    return read_reference(reference_path())
+
+
+def write_reference(rows: Iterable[dict], path: str | os.PathLike = REFERENCE_RESULTS) -> None:
+    """(Re)write ``reference.csv`` with ``rows`` (dicts with :data:`REFERENCE_COLUMNS`), one per method, by method."""
+    _write_csv(path, REFERENCE_COLUMNS, sorted(rows, key=lambda r: r["method"]))
 
 
 # --- audit.csv and audit_roc.json ----------------------------------------------------------------------------------

@@ -19,12 +19,14 @@ from fer_core.results.files import (
     AUDIT_RESULTS,
     PEERS_COMMAND,
     PEERS_RESULTS,
+    REFERENCE_RESULTS,
     SPEED_RESULTS,
     SWEEP_RESULTS,
     TWIN_AUDIT_RESULTS,
     read_architectures,
     read_audit,
     read_peers,
+    read_reference,
     read_speed,
     read_sweep,
     read_twin_audit,
@@ -117,6 +119,28 @@ def sweep_table(path: Path | None = None) -> str:
         )
     if rows:
         commands = list(dict.fromkeys(r["command"] for r in rows))  # each method's sweep, in table order
+        lines += ["", ("Command: " if len(commands) == 1 else "Commands: ") + "; ".join(f"`{c}`" for c in commands)]
+    return "\n".join(lines)
+
+
+def reference_table(path: Path = REFERENCE_RESULTS, sweep_path: Path | None = None) -> str:
+    """Markdown table of each private method's non-private reference (``reference.csv``) beside its DP runs at
+    target ε 1 and 8 (``sweep.csv``): what privacy costs that method, in PrivateTest points."""
+    sweep = {(r["method"], float(r["target_epsilon"])): r for r in read_sweep(sweep_path or SWEEP_RESULTS)}
+    rows = read_reference(path)
+    lines = ["| method | trainable | lr | batch | epochs | PublicTest acc | PrivateTest acc (no privacy) "
+             "| at ε = 8 (cost) | at ε = 1 (cost) |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        cells = []
+        for eps in (8.0, 1.0):
+            dp = sweep.get((r["method"], eps))
+            cells.append("–" if dp is None else f"{_pct(dp['privatetest_accuracy'])} "
+                         f"(−{100 * (r['privatetest_accuracy'] - dp['privatetest_accuracy']):.2f})")
+        lines.append(f"| {r['method']} | {r['trainable']} | {r['lr']:g} | {int(r['batch_size'])} | {int(r['epochs'])} "
+                     f"| {_pct(r['publictest_accuracy'])} | **{_pct(r['privatetest_accuracy'])}** | {cells[0]} "
+                     f"| {cells[1]} |")
+    if rows:
+        commands = list(dict.fromkeys(r["command"] for r in rows))
         lines += ["", ("Command: " if len(commands) == 1 else "Commands: ") + "; ".join(f"`{c}`" for c in commands)]
     return "\n".join(lines)
 
@@ -376,6 +400,11 @@ def render_results() -> str:
 
     if SWEEP_RESULTS.exists():
         parts += ["", "### Privacy/accuracy trade-off (DP-SGD sweep, δ = 1e-5)", "", sweep_table()]
+    if REFERENCE_RESULTS.exists():
+        parts += ["", "#### What privacy costs each method (its non-private reference)", "",
+                  "Each method's recipe run through the same loop with no noise and no clipping (plain SGD on the "
+                  "same model, rows and features; learning rate chosen on PublicTest): not private, the yardstick "
+                  "of that method's DP runs. Costs in PrivateTest percentage points.", "", reference_table()]
     parts += ["", "### Membership-inference audit on twins (same distribution)", "",
               "Each shipped model's recipe, retrained as K twins on seeded random halves of its training rows; "
               "members and non-members are the two halves, so the blind baseline (a model-free classifier of the "

@@ -10,6 +10,11 @@ of each privacy class (fully private: ``dp-sgd``/``scatternet``; ``two-stage``) 
 
 The two-stage method needs its stage-1 model (an ordinary run on the declared public share);
 the sweep trains it once (``checkpoints/fer2013_public_resnet``) if it is missing.
+
+``sweep --reference`` trains each method's *non-private reference* instead (:func:`run_references`): the same
+recipe, model, rows and features with ``noise_multiplier`` 0 and no clipping, its learning rate chosen on
+``PublicTest`` from :data:`REFERENCE_LRS`; one row per method in ``checkpoints/results/reference.csv``, the
+yardstick of what privacy costs each method (the Privacy page draws it beside the method's curve).
 """
 
 from __future__ import annotations
@@ -36,7 +41,15 @@ from fer_core.models.checkpoint import (
     stored_state,
 )
 from fer_core.privacy.accounting import DELTA, DP_METHODS, PrivacyError
-from fer_core.results.files import SWEEP_RESULTS, finite_or_none, read_sweep, write_sweep
+from fer_core.results.files import (
+    REFERENCE_RESULTS,
+    SWEEP_RESULTS,
+    finite_or_none,
+    read_reference,
+    read_sweep,
+    write_reference,
+    write_sweep,
+)
 from fer_core.training.card import FINAL_CARD_FILE
 from fer_core.training.lifecycle import main
 from fer_core.training.state import finished_card
@@ -73,6 +86,14 @@ RECIPES["public-features"] = dict(arch="facex", model_args={"sface_features": ["
 #: Per-epsilon changes to a method's recipe (also chosen on PublicTest).
 EPSILON_RECIPES: dict[str, dict[float, dict]] = {
     "public-features": {eps: dict(batch_size=8192, lr=0.25, physical_batch_size=8192) for eps in (0.5, 1.0)},
+}
+#: The non-private reference of each method: its recipe (same epochs) without noise or clipping, on the smaller
+#: batches non-private SGD wants (with an EMA over more of its steps); the learning rate is chosen on PublicTest
+#: from :data:`REFERENCE_LRS`.
+REFERENCE_RECIPES: dict[str, dict] = {m: dict(batch_size=256, physical_batch_size=256, ema_decay=0.99) for m in RECIPES}
+REFERENCE_LRS: dict[str, tuple[float, ...]] = {
+    "public-features": (0.001, 0.003, 0.01), "scatternet": (0.02, 0.05), "two-stage": (0.01, 0.05),
+    "dp-sgd": (0.02, 0.05),
 }
 # Stage 1 of two-stage: the ordinary recipe on the public share only.
 STAGE1_RECIPE = dict(arch="resnet", model_args={}, epochs=30, batch_size=128, lr=0.05, train_rows="public",
@@ -162,12 +183,9 @@ def run_sweep(
                                       epsilon=float(eps), delta=DELTA, noise_multiplier=None,
                                       out=str(out_root / name), export=None, name=name, init_from=init_from)
             t0 = time.perf_counter()
-            card = finished_card(cfg)
+            card = _train_or_read(cfg, command)
             if card is None:
-                res = main(cfg, command=command)
-                if not res["finished"]:
-                    continue
-                card = json.loads((Path(cfg.out) / FINAL_CARD_FILE).read_text())
+                continue
             row = sweep_row(card, name, command)
             rows[(method, float(eps))] = row
             write_sweep(list(rows.values()), results_path)
@@ -176,6 +194,93 @@ def run_sweep(
     if export_dir is not None:
         export_best(list(rows.values()), Path(out_root), Path(export_dir))
         write_sweep(list(rows.values()), results_path)
+    return list(rows.values())
+
+
+def _train_or_read(cfg, command: str) -> dict | None:
+    """The final card of the run ``cfg`` describes: read back when finished, else trained (resumed); None when
+    the run stopped before its last epoch."""
+    card = finished_card(cfg)
+    if card is None:
+        if not main(cfg, command=command)["finished"]:
+            return None
+        card = json.loads((Path(cfg.out) / FINAL_CARD_FILE).read_text())
+    return card
+
+
+def reference_name(method: str, lr: float) -> str:
+    """Folder name of one non-private reference run, e.g. ``ref_scatternet_lr0p03``."""
+    return f"ref_{method}_lr{_eps_tag(lr)}"
+
+
+def reference_row(card: dict, run: str, command: str) -> dict:
+    """One ``reference.csv`` row from a finished reference run's model card."""
+    p, cfg = card["privacy"], card["config"]
+    pub, priv = card["metrics"]["PublicTest"], card["metrics"].get("PrivateTest", {})
+    recall = {c: v["recall"] for c, v in priv.get("per_class", {}).items()}
+    return {
+        "method": p["method"], "arch": card["arch"], "trainable": p["trainable"],
+        "noise_multiplier": p["noise_multiplier"], "max_grad_norm": "none" if p["max_grad_norm"] is None
+        else p["max_grad_norm"], "batch_size": cfg["batch_size"], "lr": cfg["lr"], "epochs": p["epochs"],
+        "train_rows": p["private_rows"],
+        "publictest_accuracy": round(pub["accuracy"], 4),
+        "privatetest_accuracy": round(priv.get("accuracy", float("nan")), 4),
+        "privatetest_macro_f1": round(priv.get("macro_f1", float("nan")), 4),
+        **{f"recall_{e}": round(recall.get(e, float("nan")), 4) for e in EMOTIONS},
+        "train_seconds": round(sum(h["seconds"] for h in card["history"]), 1), "run": run, "command": command,
+    }
+
+
+def run_references(
+    base,
+    methods=("public-features", "scatternet", "two-stage"),
+    results_path: Path = REFERENCE_RESULTS,
+    out_root: Path = Path("runs/sweep"),
+    overrides: dict | None = None,
+    command: str = "",
+    stage1: Path = STAGE1,
+    lrs: dict[str, tuple[float, ...]] | None = None,
+) -> list[dict]:
+    """Train each method's non-private reference; keep the one chosen on PublicTest; write ``reference.csv``.
+
+    A reference is the method's recipe (:data:`RECIPES`, then :data:`REFERENCE_RECIPES`) run through the same
+    private lifecycle with ``noise_multiplier`` 0 and ``max_grad_norm`` ``inf`` (plain SGD: nothing clipped, no
+    noise; its card is not private), once per learning rate of :data:`REFERENCE_LRS`; the run with the best
+    PublicTest accuracy is the method's row. Resumable like :func:`run_sweep` (finished runs are read back).
+
+    Args:
+        base: a :class:`fer_core.training.config.TrainConfig` with the data, threads and seed.
+        methods: names from :data:`fer_core.privacy.accounting.DP_METHODS`.
+        results_path: the CSV to (re)write; rows of other methods are kept.
+        overrides: TrainConfig fields applied last (e.g. ``{"epochs": 1}``).
+        lrs: ``{method: learning rates}`` instead of :data:`REFERENCE_LRS`.
+
+    Returns:
+        All rows now in the CSV (dicts with :data:`fer_core.results.files.REFERENCE_COLUMNS`).
+
+    Raises:
+        fer_core.privacy.accounting.PrivacyError: an unknown method.
+    """
+    unknown = [m for m in methods if m not in DP_METHODS]
+    if unknown:
+        raise PrivacyError(f"unknown method(s) {unknown}; choose from {', '.join(DP_METHODS)}")
+    rows = {r["method"]: r for r in read_reference(results_path)}
+    for method in methods:
+        init_from = repo_relative(ensure_stage1(base, stage1, command, out_root)) if method == "two-stage" else None
+        tried = []
+        for lr in (lrs or REFERENCE_LRS)[method]:
+            name = reference_name(method, lr)
+            recipe = {**RECIPES[method], **REFERENCE_RECIPES[method], **(overrides or {}), "lr": float(lr),
+                      "noise_multiplier": 0.0, "max_grad_norm": math.inf}
+            cfg = dataclasses.replace(base, **recipe, dp_method=method, epsilon=None, delta=DELTA,
+                                      out=str(out_root / name), export=None, name=name, init_from=init_from)
+            card = _train_or_read(cfg, command)
+            if card is not None:
+                tried.append(reference_row(card, name, command))
+                print(f"{name}: PublicTest {tried[-1]['publictest_accuracy']:.4f}", flush=True)
+        if tried:
+            rows[method] = max(tried, key=lambda r: float(r["publictest_accuracy"]))
+            write_reference(list(rows.values()), results_path)
     return list(rows.values())
 
 

@@ -134,3 +134,29 @@ def expected_accuracy_rows(sweep_rows: list[dict], methods: Iterable[str], epsil
         out.append({"method": m, "expected PrivateTest accuracy":
                     "outside the measured range" if acc is None else f"{100 * acc:.1f}%"})
     return out
+
+
+def privacy_cost_rows(sweep_rows: Iterable[dict], references: Iterable[dict]) -> list[dict]:
+    """What privacy costs each method: per sweep run, its PrivateTest accuracy beside the method's non-private
+    reference (``reference.csv``: the same model, rows and loop without noise or clipping) and the difference.
+
+    Args:
+        sweep_rows: :func:`fer_core.results.files.sweep_rows` rows.
+        references: :func:`fer_core.results.files.reference_rows` rows.
+
+    Returns:
+        ``{"method", "ε", "PrivateTest accuracy", "non-private reference", "cost of privacy"}`` rows (accuracies as
+        ``"61.2%"``, the cost in percentage points, e.g. ``"2.1 points"``), by method and ε; methods without a
+        reference are left out.
+    """
+    ref = {r.get("method"): finite_or_none(r.get("privatetest_accuracy")) for r in references}
+    out = []
+    for r in sorted(sweep_rows, key=lambda r: (str(r.get("method")), finite_or_none(r.get("epsilon")) or 0.0)):
+        acc, eps = finite_or_none(r.get("privatetest_accuracy")), finite_or_none(r.get("epsilon"))
+        base = ref.get(r.get("method"))
+        if acc is None or eps is None or base is None:
+            continue
+        out.append({"method": r["method"], "ε": round(eps, 2), _ACC: f"{100 * acc:.1f}%",
+                    "non-private reference": f"{100 * base:.1f}%",
+                    "cost of privacy": f"{100 * (base - acc):.1f} points"})
+    return out

@@ -23,6 +23,11 @@ Privacy: Poisson sampling (Opacus ``DPDataLoader``), per-sample clipping to ``ma
 Gaussian noise ``noise_multiplier * max_grad_norm``; the noise multiplier comes from a target
 ``epsilon`` via Opacus's accountant over all planned steps; the epsilon actually spent is read
 from the engine's accountant at the end and written to the model card with every setting.
+A run with ``noise_multiplier`` 0 (and ``max_grad_norm`` ``inf``: no clipping) is the method's *non-private
+reference*: the same model, rows, features and loop with the privacy mechanism switched off - plain SGD
+(the known answer of ``tests/test_dp.py``). Its card says it is not private (no epsilon) and names it a
+reference (:func:`reference_block`); the sweep's ``--reference`` trains one per method
+(:func:`fer_core.results.sweep.run_references`), the yardstick of what privacy costs that method.
 Selection (epoch, raw or EMA weights) uses ``PublicTest``, which is not a training row:
 post-processing that costs no privacy. Logical batches larger than memory allows are split by
 Opacus's ``BatchMemoryManager``.
@@ -39,6 +44,7 @@ every rank.
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import sys
 import time
@@ -116,6 +122,25 @@ def check_private_config(cfg: TrainConfig) -> None:
     if cfg.train_rows != "all":
         raise PrivacyError("private runs choose their rows themselves (two-stage: the private share); "
                            "leave --train-rows at 'all'")
+
+
+def reference_block(block: dict) -> dict:
+    """The card's privacy block of a run without noise (``noise_multiplier`` 0): not private, no epsilon.
+
+    Args:
+        block: what :func:`fer_core.privacy.engine.privacy_block` gives for the run (its settings).
+
+    Returns:
+        ``block`` with ``private`` False, ``epsilon``/``target_epsilon``/``randomness`` dropped, ``max_grad_norm`` None
+        when nothing was clipped (``inf``) and a ``reference`` sentence saying what the run is.
+    """
+    out = {k: v for k, v in block.items() if k not in ("epsilon", "target_epsilon", "randomness", "unit")}
+    clipped = math.isfinite(out["max_grad_norm"])
+    out.update(private=False, max_grad_norm=out["max_grad_norm"] if clipped else None, reference=(
+        f"non-private reference of {block['method']}: the same model, rows and loop without noise"
+        + (f" (per-sample gradients still clipped to {out['max_grad_norm']:g})" if clipped else " or clipping")
+        + "; no privacy guarantee"))
+    return out
 
 
 def check_stage1(cfg: TrainConfig, card: dict, sha256: str) -> None:
@@ -246,7 +271,7 @@ class PrivateStrategy:
     history to the resumable state and the privacy block to the card.
     """
 
-    private = True
+    private = True  # the strategy of private methods; a run without noise is their non-private reference
 
     @staticmethod
     def check(cfg: TrainConfig) -> None:
@@ -300,6 +325,7 @@ class PrivateStrategy:
         else:
             self.sigma = noise_multiplier_for(cfg.epsilon, cfg.delta, self.plan.sample_rate, self.plan.steps,
                                               cfg.accountant)
+        self.reference = self.sigma == 0.0  # no noise: the method's non-private reference
         self.secret_seed = new_secret_seed(ctx) if cfg.secret_randomness else None  # a resumed run reads its own
         self.ema = make_ema(model, cfg)
         self.ema_tail = split_for_finetune(self.ema.module, cfg.trainable)[1] if self.ema is not None else None
@@ -313,8 +339,10 @@ class PrivateStrategy:
 
     def describe(self) -> str:
         cfg = self.cfg
-        return (f"{cfg.dp_method}: {self.n:,} private rows, sample_rate {self.plan.sample_rate:.5f}, noise_multiplier "
-                f"{self.sigma:.4f}, max_grad_norm {cfg.max_grad_norm}, {self.plan.steps} steps ({cfg.accountant})"
+        return (("non-private reference (no noise) of " if self.reference else "")
+                + f"{cfg.dp_method}: {self.n:,} private rows, sample_rate {self.plan.sample_rate:.5f}, "
+                f"noise_multiplier {self.sigma:.4f}, max_grad_norm {cfg.max_grad_norm}, {self.plan.steps} steps "
+                f"({cfg.accountant})"
                 + (f", features precomputed in {self.feature_s:.0f} s" if not self.raw else "")
                 + (f", data parallel over {self.ctx.world_size} processes ({self.ctx.backend})"
                    if self.ctx.distributed else ""))
@@ -322,7 +350,7 @@ class PrivateStrategy:
     def train_epoch(self, epoch: int) -> dict:
         row = train_one_epoch_private(self.dp, self.generator, self.cfg, epoch, self.plan.steps, self.raw,
                                       self.model, self.ema, self.ctx, secret_seed=self.secret_seed)
-        row["epsilon"] = spent_epsilon(self.dp.engine, self.cfg.delta)
+        row["epsilon"] = None if self.reference else spent_epsilon(self.dp.engine, self.cfg.delta)
         return row
 
     def validate(self, which: str) -> dict:
@@ -347,10 +375,10 @@ class PrivateStrategy:
         return extra
 
     def log_suffix(self, row: dict) -> str:
-        return f" | epsilon {row['epsilon']:.3f}"
+        return " | no noise: not private" if row["epsilon"] is None else f" | epsilon {row['epsilon']:.3f}"
 
     def result(self) -> dict:
-        return {"epsilon": spent_epsilon(self.dp.engine, self.cfg.delta)}
+        return {"epsilon": None if self.reference else spent_epsilon(self.dp.engine, self.cfg.delta)}
 
     def card_blocks(self) -> dict:
         """Blocks this strategy adds to the model card beyond ``privacy``: none."""
@@ -374,4 +402,4 @@ class PrivateStrategy:
             block["feature_standardisation"] = self.standardisation
         if cfg.dp_method == "public-features":
             block["public_backbones"] = self.model.provenances()
-        return block
+        return reference_block(block) if self.reference else block
