@@ -123,3 +123,22 @@ def test_reference_table_shows_the_cost_of_privacy(tmp_path):
     table = reference_table(tmp_path / "r.csv", tmp_path / "s.csv")
     assert "| scatternet | all | 0.03 | 256 | 12 | 55.00 | **56.00** | 51.77 (−4.23) | – |" in table
     assert table.endswith("Command: `c`")
+
+
+def test_export_ships_one_model_per_privacy_class_and_epsilon(tmp_path):
+    from fer_core.results.sweep import PRIVACY_CLASSES, export_best
+
+    assert PRIVACY_CLASSES["two-stage"] == PRIVACY_CLASSES["public-features"] != PRIVACY_CLASSES["scatternet"]
+    export = tmp_path / "ck"
+    for name in ("dp_public-features_eps1", "dp_scatternet_eps1"):  # shipped earlier; their run folders are gone
+        (export / name).mkdir(parents=True)
+        (export / name / "model.json").write_text("{}")
+    rows = [{"method": "two-stage", "target_epsilon": 1.0, "publictest_accuracy": 0.50, "run": "dp_two-stage_eps1",
+             "checkpoint": "dp_two-stage_eps1"},
+            {"method": "public-features", "target_epsilon": 1.0, "publictest_accuracy": 0.57,
+             "run": "dp_public-features_eps1", "checkpoint": ""},
+            {"method": "scatternet", "target_epsilon": 1.0, "publictest_accuracy": 0.45, "run": "dp_scatternet_eps1",
+             "checkpoint": "dp_scatternet_eps1"}]
+    written = export_best(rows, tmp_path / "runs", export)
+    assert sorted(written) == ["dp_public-features_eps1", "dp_scatternet_eps1"]
+    assert [r["checkpoint"] for r in rows] == ["", "dp_public-features_eps1", "dp_scatternet_eps1"]

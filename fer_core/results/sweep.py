@@ -5,8 +5,8 @@
 ``PrivateTest`` once, and writes ``checkpoints/results/sweep.csv`` (one row per finished run,
 rewritten after each so an interrupted sweep keeps what it has). Every run has its own resumable
 folder under ``runs/sweep``; a finished one is read back, not retrained. The best run per epsilon
-of each privacy class (fully private: ``dp-sgd``/``scatternet``; ``two-stage``) is exported to
-``checkpoints/dp_<method>_eps<epsilon>`` for the app.
+of each privacy class (:data:`PRIVACY_CLASSES`: fully private, ``dp-sgd``/``scatternet``; on public data,
+``two-stage``/``public-features``) is exported to ``checkpoints/dp_<method>_eps<epsilon>`` for the app.
 
 The two-stage method needs its stage-1 model (an ordinary run on the declared public share);
 the sweep trains it once (``checkpoints/fer2013_public_resnet``) if it is missing.
@@ -59,6 +59,10 @@ EPSILONS = (0.5, 1.0, 2.0, 4.0, 8.0)
 STAGE1 = CHECKPOINT_DIR / "fer2013_public_resnet"
 PUBLIC_FRACTION = 0.2
 FULLY_PRIVATE = ("dp-sgd", "scatternet")
+#: What the shipped models are grouped by (one checkpoint per class and epsilon): whether a method stands on public
+#: data (two-stage: a declared public share of Training; public-features: public pretrained backbones) or on none.
+PRIVACY_CLASSES: dict[str, str] = {**{m: "fully private" for m in FULLY_PRIVATE},
+                                   "two-stage": "public data", "public-features": "public data"}
 
 # Per-method recipes (TrainConfig fields). DP-SGD wants large batches, few epochs, no weight decay
 # and a learning rate scaled to the clipping bound (Tramer & Boneh 2021; De et al. 2022).
@@ -288,20 +292,26 @@ def export_best(rows: list[dict], out_root: Path, export_dir: Path) -> list[str]
     """Copy the best run (by PublicTest accuracy) per target epsilon and privacy class into checkpoints.
 
     The checkpoint is the run's chosen weights (:data:`~fer_core.training.validation.BEST_FILE`) with its final
-    card (what ``main`` exports).
-    Marks the chosen rows' ``checkpoint`` column. A checkpoint already exported from the same run (same card, same
+    card (what ``main`` exports). Classes: :data:`PRIVACY_CLASSES` (a method not listed is a class of its own).
+    Marks the chosen rows' ``checkpoint`` column and clears it on the others of their group (a folder they were
+    shipped in before is no longer the class's model: remove it). A chosen run whose folder is gone keeps its mark
+    when its checkpoint is in ``export_dir``. A checkpoint already exported from the same run (same card, same
     weights) is left as it is, so the audit blocks added to its card since survive. Returns the chosen folder names.
     """
     written = []
     groups: dict[tuple[str, float], list[dict]] = {}
     for r in rows:
-        cls = "fully-private" if r["method"] in FULLY_PRIVATE else r["method"]
-        groups.setdefault((cls, float(r["target_epsilon"])), []).append(r)
+        groups.setdefault((PRIVACY_CLASSES.get(r["method"], r["method"]), float(r["target_epsilon"])), []).append(r)
     for group in groups.values():
         best = max(group, key=lambda r: float(r["publictest_accuracy"]))
+        for r in group:
+            r["checkpoint"] = ""
         run = out_root / best["run"]
         card_path = run / FINAL_CARD_FILE
         if not card_path.exists():
+            if (export_dir / best["run"] / CARD_FILE).is_file():
+                best["checkpoint"] = best["run"]
+                written.append(best["run"])
             continue
         card = json.loads(card_path.read_text())
         model = build_model(card["arch"], **card["model_args"])
