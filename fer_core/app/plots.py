@@ -175,8 +175,9 @@ def tradeoff_figure(rows: Sequence[dict], baseline_accuracy: float | None = None
                       annotation_text=f"non-private baseline {100 * baseline_accuracy:.1f}%",
                       annotation_position="bottom right")
     fig.update_layout(title=title, xaxis_title="ε (log scale; δ = 1e-5)", xaxis_type="log",
-                      yaxis_title="PrivateTest accuracy", yaxis_tickformat=".0%", height=420,
-                      margin={"t": 40 if title else 10}, legend_orientation="h")
+                      yaxis_title="PrivateTest accuracy", yaxis_tickformat=".0%", height=480,
+                      margin={"t": 40 if title else 10},
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.3})  # below the axis title, not on it
     return fig
 
 
