@@ -70,7 +70,7 @@ def make_private(
         optimizer: a plain optimizer over those parameters.
         data_loader: a loader over the private rows; its ``batch_size`` becomes the expected
             (logical) batch size and its ``generator`` drives the Poisson sampler.
-        noise_multiplier: sigma >= 0 (0 only for tests: no privacy).
+        noise_multiplier: sigma >= 0 (0: no privacy, for tests and a method's non-private reference).
         max_grad_norm: per-sample L2 clipping bound C > 0; ``float('inf')`` disables clipping, only without noise
             (a non-private reference run: no bound, no sensitivity to calibrate noise to).
         accountant: ``"prv"`` or ``"rdp"``; the engine's accountant records every step.

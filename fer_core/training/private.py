@@ -131,8 +131,8 @@ def reference_block(block: dict) -> dict:
         block: what :func:`fer_core.privacy.engine.privacy_block` gives for the run (its settings).
 
     Returns:
-        ``block`` with ``private`` False, ``epsilon``/``target_epsilon``/``randomness`` dropped, ``max_grad_norm`` None
-        when nothing was clipped (``inf``) and a ``reference`` sentence saying what the run is.
+        ``block`` with ``private`` False, ``epsilon``/``target_epsilon``/``randomness``/``unit`` dropped,
+        ``max_grad_norm`` None when nothing was clipped (``inf``) and a ``reference`` sentence saying what the run is.
     """
     out = {k: v for k, v in block.items() if k not in ("epsilon", "target_epsilon", "randomness", "unit")}
     clipped = math.isfinite(out["max_grad_norm"])
