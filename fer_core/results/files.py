@@ -175,6 +175,11 @@ def sweep_path() -> Path:
 
 def read_sweep(path: str | os.PathLike = SWEEP_RESULTS) -> list[dict]:
     """Rows of ``sweep.csv`` as dicts (numbers as floats where they parse); [] if there is none."""
+    return _read_numbers(path)
+
+
+def _read_numbers(path: str | os.PathLike) -> list[dict]:
+    """A CSV's rows as dicts, cells as floats where they parse; [] when it is missing or unreadable."""
     rows = _read_csv(path) if Path(path).exists() else None
     for r in rows or []:
         for k, v in r.items():
@@ -204,8 +209,8 @@ def reference_path() -> Path:
 
 
 def read_reference(path: str | os.PathLike = REFERENCE_RESULTS) -> list[dict]:
-    """Rows of ``reference.csv`` (numbers as floats where they parse, like :func:`read_sweep`); [] if none."""
-    return read_sweep(path)
+    """Rows of ``reference.csv`` (numbers as floats where they parse); [] if there is none."""
+    return _read_numbers(path)
 
 
 def reference_rows() -> list[dict]:

@@ -91,10 +91,10 @@ RECIPES["public-features"] = dict(arch="facex", model_args={"sface_features": ["
 EPSILON_RECIPES: dict[str, dict[float, dict]] = {
     "public-features": {eps: dict(batch_size=8192, lr=0.25, physical_batch_size=8192) for eps in (0.5, 1.0)},
 }
-#: The non-private reference of each method: its recipe (same epochs) without noise or clipping, on the smaller
-#: batches non-private SGD wants (with an EMA over more of its steps); the learning rate is chosen on PublicTest
+#: What a method's non-private reference changes in its recipe (same epochs) besides noise and clipping: the smaller
+#: batches non-private SGD wants, with an EMA over more of its steps; the learning rate is chosen on PublicTest
 #: from :data:`REFERENCE_LRS`.
-REFERENCE_RECIPES: dict[str, dict] = {m: dict(batch_size=256, physical_batch_size=256, ema_decay=0.99) for m in RECIPES}
+REFERENCE_RECIPE = dict(batch_size=256, physical_batch_size=256, ema_decay=0.99)
 REFERENCE_LRS: dict[str, tuple[float, ...]] = {
     "public-features": (0.001, 0.003, 0.01), "scatternet": (0.02, 0.05), "two-stage": (0.01, 0.05),
     "dp-sgd": (0.02, 0.05),
@@ -113,23 +113,30 @@ def run_name(method: str, epsilon: float) -> str:
     return f"dp_{method}_eps{_eps_tag(epsilon)}"
 
 
+def _result_cells(card: dict) -> dict:
+    """The accuracy, per-class recall and training-time cells a ``sweep.csv`` or ``reference.csv`` row takes from
+    a finished run's card."""
+    pub, priv = card["metrics"]["PublicTest"], card["metrics"].get("PrivateTest", {})
+    recall = {c: v["recall"] for c, v in priv.get("per_class", {}).items()}
+    return {
+        "publictest_accuracy": round(pub["accuracy"], 4),
+        "privatetest_accuracy": round(priv.get("accuracy", float("nan")), 4),
+        "privatetest_macro_f1": round(priv.get("macro_f1", float("nan")), 4),
+        **{f"recall_{e}": round(recall.get(e, float("nan")), 4) for e in EMOTIONS},
+        "train_seconds": round(sum(h["seconds"] for h in card["history"]), 1),
+    }
+
+
 def sweep_row(card: dict, run: str, command: str) -> dict:
     """One ``sweep.csv`` row from a finished run's model card."""
     p = card["privacy"]
-    pub, priv = card["metrics"]["PublicTest"], card["metrics"].get("PrivateTest", {})
-    recall = {c: v["recall"] for c, v in priv.get("per_class", {}).items()}
     return {
         "method": p["method"], "epsilon": p["epsilon"], "target_epsilon": p["target_epsilon"],
         "delta": p["delta"], "accountant": p["accountant"], "noise_multiplier": round(p["noise_multiplier"], 4),
         "max_grad_norm": p["max_grad_norm"], "batch_size": p["expected_batch_size"],
         "sample_rate": round(p["sample_rate"], 6), "epochs": p["epochs"], "steps": p["steps"],
         "trainable": p["trainable"], "private_rows": p["private_rows"], "public_rows": p["public_rows"],
-        "publictest_accuracy": round(pub["accuracy"], 4),
-        "privatetest_accuracy": round(priv.get("accuracy", float("nan")), 4),
-        "privatetest_macro_f1": round(priv.get("macro_f1", float("nan")), 4),
-        **{f"recall_{e}": round(recall.get(e, float("nan")), 4) for e in EMOTIONS},
-        "train_seconds": round(sum(h["seconds"] for h in card["history"]), 1),
-        "run": run, "checkpoint": "", "command": command,
+        **_result_cells(card), "run": run, "checkpoint": "", "command": command,
     }
 
 
@@ -220,18 +227,11 @@ def reference_name(method: str, lr: float) -> str:
 def reference_row(card: dict, run: str, command: str) -> dict:
     """One ``reference.csv`` row from a finished reference run's model card."""
     p, cfg = card["privacy"], card["config"]
-    pub, priv = card["metrics"]["PublicTest"], card["metrics"].get("PrivateTest", {})
-    recall = {c: v["recall"] for c, v in priv.get("per_class", {}).items()}
     return {
         "method": p["method"], "arch": card["arch"], "trainable": p["trainable"],
         "noise_multiplier": p["noise_multiplier"], "max_grad_norm": "none" if p["max_grad_norm"] is None
         else p["max_grad_norm"], "batch_size": cfg["batch_size"], "lr": cfg["lr"], "epochs": p["epochs"],
-        "train_rows": p["private_rows"],
-        "publictest_accuracy": round(pub["accuracy"], 4),
-        "privatetest_accuracy": round(priv.get("accuracy", float("nan")), 4),
-        "privatetest_macro_f1": round(priv.get("macro_f1", float("nan")), 4),
-        **{f"recall_{e}": round(recall.get(e, float("nan")), 4) for e in EMOTIONS},
-        "train_seconds": round(sum(h["seconds"] for h in card["history"]), 1), "run": run, "command": command,
+        "train_rows": p["private_rows"], **_result_cells(card), "run": run, "command": command,
     }
 
 
@@ -247,7 +247,7 @@ def run_references(
 ) -> list[dict]:
     """Train each method's non-private reference; keep the one chosen on PublicTest; write ``reference.csv``.
 
-    A reference is the method's recipe (:data:`RECIPES`, then :data:`REFERENCE_RECIPES`) run through the same
+    A reference is the method's recipe (:data:`RECIPES`, then :data:`REFERENCE_RECIPE`) run through the same
     private lifecycle with ``noise_multiplier`` 0 and ``max_grad_norm`` ``inf`` (plain SGD: nothing clipped, no
     noise; its card is not private), once per learning rate of :data:`REFERENCE_LRS`; the run with the best
     PublicTest accuracy is the method's row. Resumable like :func:`run_sweep` (finished runs are read back).
@@ -274,7 +274,7 @@ def run_references(
         tried = []
         for lr in (lrs or REFERENCE_LRS)[method]:
             name = reference_name(method, lr)
-            recipe = {**RECIPES[method], **REFERENCE_RECIPES[method], **(overrides or {}), "lr": float(lr),
+            recipe = {**RECIPES[method], **REFERENCE_RECIPE, **(overrides or {}), "lr": float(lr),
                       "noise_multiplier": 0.0, "max_grad_norm": math.inf}
             cfg = dataclasses.replace(base, **recipe, dp_method=method, epsilon=None, delta=DELTA,
                                       out=str(out_root / name), export=None, name=name, init_from=init_from)

@@ -350,8 +350,12 @@ class PrivateStrategy:
     def train_epoch(self, epoch: int) -> dict:
         row = train_one_epoch_private(self.dp, self.generator, self.cfg, epoch, self.plan.steps, self.raw,
                                       self.model, self.ema, self.ctx, secret_seed=self.secret_seed)
-        row["epsilon"] = None if self.reference else spent_epsilon(self.dp.engine, self.cfg.delta)
+        row["epsilon"] = self.epsilon()
         return row
+
+    def epsilon(self) -> float | None:
+        """Epsilon spent so far (the engine's accountant); None for a run without noise, which promises none."""
+        return None if self.reference else spent_epsilon(self.dp.engine, self.cfg.delta)
 
     def validate(self, which: str) -> dict:
         return evaluate(self.tail if which == "raw" else self.ema_tail, self.val_in, self.val_y, raw=self.raw)
@@ -378,7 +382,7 @@ class PrivateStrategy:
         return " | no noise: not private" if row["epsilon"] is None else f" | epsilon {row['epsilon']:.3f}"
 
     def result(self) -> dict:
-        return {"epsilon": None if self.reference else spent_epsilon(self.dp.engine, self.cfg.delta)}
+        return {"epsilon": self.epsilon()}
 
     def card_blocks(self) -> dict:
         """Blocks this strategy adds to the model card beyond ``privacy``: none."""
