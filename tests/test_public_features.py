@@ -158,3 +158,41 @@ def test_public_features_settings_are_checked(tmp_path):
         main(_config(tmp_path, npz, trainable="all"))
     with pytest.raises(PrivacyError, match="selection split"):
         main(_config(tmp_path, npz, val_split="Training"))
+
+
+def test_per_channel_public_statistics_pool_every_position():
+    maps = torch.randn(20, 3, 4, 5) * torch.tensor([1.0, 2.0, 5.0]).view(1, 3, 1, 1) + 7
+    mean, std = public_statistics(maps, per_channel=True)
+    flat = maps.transpose(0, 1).reshape(3, -1)  # (C, N*H*W)
+    torch.testing.assert_close(mean, flat.mean(1))
+    torch.testing.assert_close(std, flat.std(1))
+
+
+def test_scatternet_with_publictest_norm_standardises_its_coefficients_with_publictest(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the scattering cache goes to ./runs/features
+    npz = write_npz(tmp_path / "s.npz", n_train=64, n_val=32, n_test=16)
+    cfg = _config(tmp_path / "run", npz, arch="scatternet", dp_method="scatternet", trainable="all",
+                  model_args={"width": 8, "input_norm": "publictest"}, epochs=1, export=str(tmp_path / "ck"))
+    assert main(cfg, command="pytest")["finished"]
+    ck = load_checkpoint(tmp_path / "ck")
+    assert ck.card["privacy"]["feature_standardisation"] == "PublicTest statistics"
+    assert ck.card["model_args"]["input_norm"] == "publictest"
+    ds = load_dataset(npz)
+    with torch.no_grad():
+        pub = ck.model.scatter(to_model_input(ds.split("PublicTest")[0]))  # (N, 81, 12, 12)
+        train = ck.model.scatter(to_model_input(ds.split("Training")[0]))
+    standardiser = ck.model.head[0]
+    torch.testing.assert_close(standardiser.mean, pub.mean((0, 2, 3)), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(standardiser.scale, pub.transpose(0, 1).reshape(81, -1).std(1), rtol=1e-3, atol=1e-5)
+    assert not torch.allclose(standardiser.mean, train.mean((0, 2, 3)), rtol=1e-4, atol=1e-6)
+    # The standardised coefficients of PublicTest have zero mean and unit deviation per channel.
+    with torch.no_grad():
+        z = standardiser(pub)
+    torch.testing.assert_close(z.mean((0, 2, 3)), torch.zeros(81), atol=1e-4, rtol=0)
+    full = evaluate_split(ck.model, ds, "PrivateTest", class_names=ck.classes)
+    assert full["accuracy"] == pytest.approx(ck.card["metrics"]["PrivateTest"]["accuracy"], abs=1e-9)
+
+
+def test_scatternet_refuses_an_unknown_input_norm():
+    with pytest.raises(ValueError, match="input_norm must be one of group, publictest"):
+        build_model("scatternet", input_norm="batch")

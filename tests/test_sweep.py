@@ -118,8 +118,8 @@ def test_reference_table_shows_the_cost_of_privacy(tmp_path):
     write_reference([{**ref, "method": "scatternet", "trainable": "all", "lr": 0.03, "batch_size": 256, "epochs": 12,
                       "publictest_accuracy": 0.55, "privatetest_accuracy": 0.56, "command": "c"}], tmp_path / "r.csv")
     row = {c: "" for c in SWEEP_COLUMNS}
-    write_sweep([{**row, "method": "scatternet", "target_epsilon": 8.0, "privatetest_accuracy": 0.5177}],
-                tmp_path / "s.csv")
+    write_sweep([{**row, "method": "scatternet", "target_epsilon": 8.0, "epsilon": 7.86,
+                  "privatetest_accuracy": 0.5177}], tmp_path / "s.csv")
     table = reference_table(tmp_path / "r.csv", tmp_path / "s.csv")
     assert "| scatternet | all | 0.03 | 256 | 12 | 55.00 | **56.00** | 51.77 (−4.23) | – |" in table
     assert table.endswith("Command: `c`")

@@ -28,6 +28,7 @@ from fer_core.results.tables import (
     benchmark_rows,
     card_row,
     label_set_title,
+    privacy_costs,
     privacy_details,
     privacy_text,
     summary_rows,
@@ -116,10 +117,13 @@ def test_audit_reader_and_writer(tmp_path):
 def test_sweep_writer_orders_rows(tmp_path):
     row = {c: "" for c in files.SWEEP_COLUMNS}
     rows = [{**row, "method": "two-stage", "target_epsilon": 1.0}, {**row, "method": "dp-sgd", "target_epsilon": 8.0},
-            {**row, "method": "dp-sgd", "target_epsilon": 0.5}]
+            {**row, "method": "dp-sgd", "target_epsilon": 0.5, "steps": 348, "sample_rate": 0.034483}]
     files.write_sweep(rows, tmp_path / "sweep.csv")
     back = files.read_sweep(tmp_path / "sweep.csv")
     assert [(r["method"], r["target_epsilon"]) for r in back] == [("dp-sgd", 0.5), ("dp-sgd", 8.0), ("two-stage", 1.0)]
+    assert back[0]["steps"] == 348 and isinstance(back[0]["steps"], int) and back[0]["sample_rate"] == 0.034483
+    files.write_sweep(back, tmp_path / "again.csv")  # a rewrite keeps integers integers (no "348.0")
+    assert (tmp_path / "again.csv").read_text() == (tmp_path / "sweep.csv").read_text()
     assert files.read_sweep(tmp_path / "none.csv") == [] and files.read_architectures(tmp_path / "none.csv") == []
 
 
@@ -139,6 +143,13 @@ def test_reference_writer_reader_and_privacy_cost(tmp_path):
     assert [(c["method"], c["ε"]) for c in cost] == [("scatternet", 0.98), ("scatternet", 7.9)]
     assert cost[0]["cost of privacy"] == "9.0 points" and cost[1]["cost of privacy"] == "3.0 points"
     assert cost[1]["non-private reference"] == "55.0%" and cost[1]["PrivateTest accuracy"] == "52.0%"
+    raw = privacy_costs(sweep, back)  # the one definition both the page and the README format
+    assert [c["cost"] for c in raw] == pytest.approx([0.09, 0.03]) and raw[1]["reference"] == 0.55
+    refs[0].update(epochs=24, trainable="all")  # the reference of a newer recipe prices only that recipe's runs
+    old_recipe = {"method": "scatternet", "epsilon": 0.98, "privatetest_accuracy": 0.46, "epochs": 12.0}
+    new_recipe = {"method": "scatternet", "epsilon": 7.9, "privatetest_accuracy": 0.53, "epochs": 24,
+                  "trainable": "all"}
+    assert [c["accuracy"] for c in privacy_costs([old_recipe, new_recipe], refs)] == [0.53]
 
 
 # --- card -> row ---------------------------------------------------------------------------------------------------

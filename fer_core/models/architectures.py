@@ -31,12 +31,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from fer_core.models.facex import FaceXFeatures, FaceXNet, tensor_digest
+from fer_core.models.facex import FaceXFeatures, FaceXNet, FeatureStandardiser, tensor_digest
 
 ARCHITECTURES = ("cnn", "resnet", "fusion")  # the three compared on the same budget
 DP_ARCHITECTURES = ("scatternet", "facex")  # meant for private training (facex: a head on public features)
 TRAINABLE_PARTS = ("all", "head", "last-block")
 NORMS = ("group", "batch")  # ResNet48's normalisation: "group" is DP-compatible, "batch" is not
+SCATTER_NORMS = ("group", "publictest")  # ScatterNet's input normalisation (see its docstring)
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
@@ -238,15 +239,24 @@ class ScatterNet(nn.Module):
             (a linear classifier on the normalised coefficients: ScatterNet+linear).
         num_classes: output classes (7 for FER2013).
         in_channels: must be 1 (grayscale).
+        input_norm: how the coefficients are normalised before the head: ``"group"`` (GroupNorm in groups
+            of 3 channels, no affine: depends on no data) or ``"publictest"`` (per-channel standardisation
+            with fixed buffers, set from the selection split's coefficients before training; Tramer &
+            Boneh's data normalisation without spending privacy on it: see :class:`FeatureStandardiser`).
+
+    Raises:
+        ValueError: ``in_channels`` other than 1, an unknown ``head`` or ``input_norm``.
     """
 
     def __init__(self, J: int = 2, L: int = 8, width: int = 64, head: str = "cnn", num_classes: int = 7,
-                 in_channels: int = 1) -> None:
+                 in_channels: int = 1, input_norm: str = "group") -> None:
         super().__init__()
         if in_channels != 1:
             raise ValueError("ScatterNet takes grayscale faces (in_channels=1)")
         if head not in ("cnn", "linear"):
             raise ValueError(f"ScatterNet head must be 'cnn' or 'linear', got {head!r}")
+        if input_norm not in SCATTER_NORMS:
+            raise ValueError(f"ScatterNet input_norm must be one of {', '.join(SCATTER_NORMS)}, got {input_norm!r}")
         # Only the 2-D frontend: `import kymatio.torch` fails with scipy >= 1.15 (kymatio 0.3.0).
         from kymatio.scattering2d.frontend.torch_frontend import ScatteringTorch2D  # heavy; ScatterNet only
 
@@ -255,8 +265,10 @@ class ScatterNet(nn.Module):
             self.scattering.register_buffer(name, buf, persistent=False)
         channels = 1 + J * L + L * L * J * (J - 1) // 2  # 81 for J=2, L=8
         grid = 48 // 2**J  # 12
-        # Data-independent normalisation of the coefficients (GroupNorm without learnt affine).
-        norm = nn.GroupNorm(num_groups=27 if channels % 27 == 0 else 1, num_channels=channels, affine=False)
+        if input_norm == "group":  # data-independent normalisation of the coefficients (no learnt affine)
+            norm = nn.GroupNorm(num_groups=27 if channels % 27 == 0 else 1, num_channels=channels, affine=False)
+        else:  # per channel, buffers from public statistics (the training loop sets them)
+            norm = FeatureStandardiser(channels, per_channel=True)
         if head == "linear":
             self.head = nn.Sequential(norm, nn.Flatten(), nn.Linear(channels * grid * grid, num_classes))
         else:

@@ -177,10 +177,17 @@ class FeatureStandardiser(nn.Module):
 
     The buffers are set once before training from public statistics (PublicTest features) and saved
     with the weights; identity (0, 1) until then.
+
+    Args:
+        dim: features ``float32 (B, dim)``, or channels of maps ``float32 (B, dim, H, W)`` when ``per_channel``.
+        per_channel: one mean and scale per channel of a feature map (every position pooled), as
+            Tramer & Boneh (2021) normalise scattering coefficients; the statistics the training loop
+            passes are then per channel (:func:`fer_core.training.private.public_statistics`).
     """
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, per_channel: bool = False) -> None:
         super().__init__()
+        self.per_channel = per_channel
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("scale", torch.ones(dim))
 
@@ -199,7 +206,9 @@ class FeatureStandardiser(nn.Module):
         self.scale.copy_(std.clamp_min(floor) + eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.scale
+        if self.per_channel:  # (B, C, H, W)
+            return (x - self.mean.view(-1, 1, 1)) / self.scale.view(-1, 1, 1)
+        return (x - self.mean) / self.scale  # (B, D)
 
 
 class FaceXNet(nn.Module):

@@ -179,14 +179,17 @@ def read_sweep(path: str | os.PathLike = SWEEP_RESULTS) -> list[dict]:
 
 
 def _read_numbers(path: str | os.PathLike) -> list[dict]:
-    """A CSV's rows as dicts, cells as floats where they parse; [] when it is missing or unreadable."""
+    """A CSV's rows as dicts, cells as ints or floats where they parse (so a rewrite keeps ``7177`` an int); [] when
+    it is missing or unreadable."""
     rows = _read_csv(path) if Path(path).exists() else None
     for r in rows or []:
         for k, v in r.items():
-            try:
-                r[k] = float(v)
-            except (TypeError, ValueError):
-                pass
+            for number in (int, float):
+                try:
+                    r[k] = number(v)
+                    break
+                except (TypeError, ValueError):
+                    pass
     return rows or []
 
 

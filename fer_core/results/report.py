@@ -32,7 +32,7 @@ from fer_core.results.files import (
     read_twin_audit,
 )
 from fer_core.results.speed import measured_on
-from fer_core.results.tables import benchmark_rows, card_row, distillation_text
+from fer_core.results.tables import benchmark_rows, card_row, distillation_text, privacy_costs
 from fer_core.training.config import FREE_OPTIONS
 
 README = CHECKPOINT_DIR.parent / "README.md"
@@ -126,16 +126,16 @@ def sweep_table(path: Path | None = None) -> str:
 def reference_table(path: Path = REFERENCE_RESULTS, sweep_path: Path | None = None) -> str:
     """Markdown table of each private method's non-private reference (``reference.csv``) beside its DP runs at
     target ε 1 and 8 (``sweep.csv``): what privacy costs that method, in PrivateTest points."""
-    sweep = {(r["method"], float(r["target_epsilon"])): r for r in read_sweep(sweep_path or SWEEP_RESULTS)}
     rows = read_reference(path)
+    sweep = read_sweep(sweep_path or SWEEP_RESULTS)
+    costs = {(c["method"], c["target_epsilon"]): c for c in privacy_costs(sweep, rows)}
     lines = ["| method | trainable | lr | batch | epochs | PublicTest acc | PrivateTest acc (no privacy) "
              "| at ε = 8 (cost) | at ε = 1 (cost) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cells = []
         for eps in (8.0, 1.0):
-            dp = sweep.get((r["method"], eps))
-            cells.append("–" if dp is None else f"{_pct(dp['privatetest_accuracy'])} "
-                         f"(−{100 * (r['privatetest_accuracy'] - dp['privatetest_accuracy']):.2f})")
+            c = costs.get((r["method"], eps))
+            cells.append("–" if c is None else f"{_pct(c['accuracy'])} (−{100 * c['cost']:.2f})")
         lines.append(f"| {r['method']} | {r['trainable']} | {r['lr']:g} | {int(r['batch_size'])} | {int(r['epochs'])} "
                      f"| {_pct(r['publictest_accuracy'])} | **{_pct(r['privatetest_accuracy'])}** | {cells[0]} "
                      f"| {cells[1]} |")

@@ -254,3 +254,33 @@ def privacy_details(card: dict) -> str:
             f"clipping norm {p.get('max_grad_norm')}, {p.get('steps')} steps. "
             f"{p.get('rows', '')} {p.get('method_note', '')} Randomness: {randomness}."
             + (f" {public}" if public else ""))
+
+
+def privacy_costs(sweep_rows: Iterable[dict], references: Iterable[dict]) -> list[dict]:
+    """What privacy costs each method, the one definition (the Privacy page and the README format from it):
+    the method's non-private reference (``reference.csv``: same model, rows and loop without noise or clipping)
+    minus the DP run's PrivateTest accuracy. A reference prices only the runs of its own recipe: a run of another
+    length or trainable part (an earlier recipe of the method, still in ``sweep.csv``) is left out.
+
+    Args:
+        sweep_rows: :func:`fer_core.results.files.sweep_rows` / ``read_sweep`` rows.
+        references: :func:`fer_core.results.files.reference_rows` / ``read_reference`` rows.
+
+    Returns:
+        ``{"method", "epsilon", "target_epsilon", "accuracy", "reference", "cost"}`` per sweep run whose method has a
+        reference (fractions in [0, 1]; ``cost`` in accuracy, positive when privacy loses accuracy), sorted by method
+        and ε; runs without a finite accuracy or ε are left out.
+    """
+    ref = {r.get("method"): r for r in references}
+    out = []
+    for r in sorted(sweep_rows, key=lambda r: (str(r.get("method")), finite_or_none(r.get("epsilon")) or 0.0)):
+        acc, eps = finite_or_none(r.get("privatetest_accuracy")), finite_or_none(r.get("epsilon"))
+        own = ref.get(r.get("method"), {})
+        base = finite_or_none(own.get("privatetest_accuracy"))
+        if any(own.get(k) not in (None, "") and r.get(k) not in (None, "") and own[k] != r[k]
+               for k in ("epochs", "trainable")):
+            continue  # another recipe of the method
+        if acc is not None and eps is not None and base is not None:
+            out.append({"method": r["method"], "epsilon": eps, "accuracy": acc, "reference": base, "cost": base - acc,
+                        "target_epsilon": finite_or_none(r.get("target_epsilon"))})
+    return out

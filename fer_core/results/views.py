@@ -13,7 +13,7 @@ from fer_core import EMOTIONS
 from fer_core.results.files import PEERS_COMMAND, finite_or_none
 from fer_core.results.speed import measured_on
 from fer_core.results.sweep import expected_accuracy
-from fer_core.results.tables import FIGURE_COLUMNS, as_card
+from fer_core.results.tables import FIGURE_COLUMNS, as_card, privacy_costs
 
 #: The ``method`` of the live figures in the speed scatter (a trace of its own).
 LIVE = "measured here (live)"
@@ -138,7 +138,7 @@ def expected_accuracy_rows(sweep_rows: list[dict], methods: Iterable[str], epsil
 
 def privacy_cost_rows(sweep_rows: Iterable[dict], references: Iterable[dict]) -> list[dict]:
     """What privacy costs each method: per sweep run, its PrivateTest accuracy beside the method's non-private
-    reference (``reference.csv``: the same model, rows and loop without noise or clipping) and the difference.
+    reference and the difference (:func:`fer_core.results.tables.privacy_costs`).
 
     Args:
         sweep_rows: :func:`fer_core.results.files.sweep_rows` rows.
@@ -149,14 +149,7 @@ def privacy_cost_rows(sweep_rows: Iterable[dict], references: Iterable[dict]) ->
         ``"61.2%"``, the cost in percentage points, e.g. ``"2.1 points"``), by method and ε; methods without a
         reference are left out.
     """
-    ref = {r.get("method"): finite_or_none(r.get("privatetest_accuracy")) for r in references}
-    out = []
-    for r in sorted(sweep_rows, key=lambda r: (str(r.get("method")), finite_or_none(r.get("epsilon")) or 0.0)):
-        acc, eps = finite_or_none(r.get("privatetest_accuracy")), finite_or_none(r.get("epsilon"))
-        base = ref.get(r.get("method"))
-        if acc is None or eps is None or base is None:
-            continue
-        out.append({"method": r["method"], "ε": round(eps, 2), _ACC: f"{100 * acc:.1f}%",
-                    "non-private reference": f"{100 * base:.1f}%",
-                    "cost of privacy": f"{100 * (base - acc):.1f} points"})
-    return out
+    return [{"method": c["method"], "ε": round(c["epsilon"], 2), _ACC: f"{100 * c['accuracy']:.1f}%",
+             "non-private reference": f"{100 * c['reference']:.1f}%",
+             "cost of privacy": f"{100 * c['cost']:.1f} points"}
+            for c in privacy_costs(sweep_rows, references)]

@@ -166,10 +166,12 @@ def check_stage1(cfg: TrainConfig, card: dict, sha256: str) -> None:
 
 
 @torch.no_grad()
-def public_statistics(features: torch.Tensor, ctx: DistContext = SINGLE) -> tuple[torch.Tensor, torch.Tensor]:
+def public_statistics(features: torch.Tensor, ctx: DistContext = SINGLE,
+                      per_channel: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-dimension mean and (unbiased) standard deviation of ``float32 (N, D)`` selection-split features,
-    over all ranks' shards when distributed (so every rank standardises alike)."""
-    f = features.double()
+    over all ranks' shards when distributed (so every rank standardises alike). With ``per_channel``, of
+    ``float32 (N, C, H, W)`` maps per channel ``(C,)``, every position of every face one sample."""
+    f = (features.movedim(1, -1).reshape(-1, features.shape[1]) if per_channel else features).double()
     n = all_reduce_sum([float(len(f))], ctx)[0]
     total = torch.tensor(all_reduce_sum(f.sum(0).tolist(), ctx), dtype=torch.float64)
     squares = torch.tensor(all_reduce_sum((f * f).sum(0).tolist(), ctx), dtype=torch.float64)
@@ -309,7 +311,8 @@ class PrivateStrategy:
             self.val_in = prefix_features(prefix, val_x, sha256, library=library, progress=show)
             standardiser = self.tail[0] if isinstance(self.tail, nn.Sequential) else None
             if hasattr(standardiser, "set_statistics"):  # public statistics only (never Training rows)
-                standardiser.set_statistics(*public_statistics(self.val_in, ctx))
+                per_channel = getattr(standardiser, "per_channel", False)
+                standardiser.set_statistics(*public_statistics(self.val_in, ctx, per_channel=per_channel))
                 self.standardisation = f"{cfg.val_split} statistics"
         self.feature_s = time.perf_counter() - t_features
         self.val_y = val_y
