@@ -24,7 +24,8 @@ pages = [
 ]
 nav = st.navigation(pages)
 
-from fer_core.app.support import model_picker  # noqa: E402  (after set_page_config)
+from fer_core.app.support import entry_point, model_picker  # noqa: E402  (after set_page_config)
 
 model_picker()
-nav.run()
+with entry_point():
+    nav.run()

@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from fer_core.app.plots import audit_roc_figure, twin_leakage_figure
+from fer_core.app.support import through_app
 from fer_core.audit.verdict import (
     ATTACK_NAMES,
     TWIN_METRICS,
@@ -22,6 +23,8 @@ from fer_core.audit.verdict import (
     usable_twin_rows,
 )
 from fer_core.results.files import audit_path, audit_results, twin_audit_path, twin_audit_results
+
+through_app()  # a page URL opened before app.py ran: app.py runs it
 
 #: How each verdict kind is shown.
 SHOW = {"exceeds": st.error, "consistent": st.success, "unchecked": st.warning, "shifted": st.warning,

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from fer_core.app.plots import benchmark_scatter_figure
-from fer_core.app.support import LIVE_BENCH_MAX_S, BenchmarkBusy, available_checkpoints, live_benchmark
+from fer_core.app.support import LIVE_BENCH_MAX_S, BenchmarkBusy, available_checkpoints, live_benchmark, through_app
 from fer_core.results.files import (
     audit_path,
     audit_results,
@@ -19,6 +19,8 @@ from fer_core.results.files import (
 from fer_core.results.speed import describe_machine, machine_info, measured_on
 from fer_core.results.tables import BENCHMARK_COLUMNS, FIGURE_COLUMNS, benchmark_rows
 from fer_core.results.views import LIVE, benchmark_filter, live_comparison_rows, live_speed_points, peers_source
+
+through_app()  # a page URL opened before app.py ran: app.py runs it
 
 ACC = "PrivateTest accuracy"
 

@@ -13,12 +13,15 @@ from fer_core.app.support import (
     default_pair,
     picker_order,
     split_comparison,
+    through_app,
 )
 from fer_core.data.datasets import DatasetError
 from fer_core.evaluation.compare import compare_photo_annotated, photo_table
 from fer_core.inference.pipeline import SAMPLE_PHOTO
 from fer_core.results.tables import public_data_text
 from fer_core.results.views import recall_comparison, split_faces
+
+through_app()  # a page URL opened before app.py ran: app.py runs it
 
 st.title("Compare")
 st.caption("Two models on the same faces: what does privacy cost, and where do the models disagree?")

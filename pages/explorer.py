@@ -5,8 +5,10 @@ import streamlit as st
 
 from fer_core import EMOTIONS, FERPLUS_EMOTIONS
 from fer_core.app.plots import agreement_figure, class_distribution_figure, histogram_figure
-from fer_core.app.support import explorer_dataset
+from fer_core.app.support import explorer_dataset, through_app
 from fer_core.data.explore import agreement, class_distribution, duplicates, image_statistics, montage, sample_faces
+
+through_app()  # a page URL opened before app.py ran: app.py runs it
 
 st.title("Dataset explorer")
 st.caption("The data decides the accuracy: see FER2013's balance, its noisy labels and its duplicates.")

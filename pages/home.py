@@ -3,7 +3,9 @@
 import streamlit as st
 
 from fer_core import EMOTIONS, NEGATIVE_EMOTIONS
-from fer_core.app.support import available_checkpoints, checkpoint_label
+from fer_core.app.support import available_checkpoints, checkpoint_label, through_app
+
+through_app()  # a page URL opened before app.py ran: app.py runs it
 
 st.title("Privacy-conscious facial emotion recognition")
 st.markdown(

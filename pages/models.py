@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from fer_core.app.plots import confusion_matrix_figure, history_figure
-from fer_core.app.support import available_checkpoints
+from fer_core.app.support import available_checkpoints, through_app
 from fer_core.results.tables import (
     distillation_text,
     history_rows,
@@ -12,6 +12,8 @@ from fer_core.results.tables import (
     randomness_warning,
     summary_rows,
 )
+
+through_app()  # a page URL opened before app.py ran: app.py runs it
 
 st.title("Models")
 cards = available_checkpoints()

@@ -4,9 +4,11 @@ import pandas as pd
 import streamlit as st
 
 from fer_core.app.plots import probabilities_figure
-from fer_core.app.support import cached_detector, selected_checkpoint
+from fer_core.app.support import cached_detector, selected_checkpoint, through_app
 from fer_core.data.images import encode_png
 from fer_core.inference.pipeline import SAMPLE_PHOTO, analyze_photo, records_to_csv, records_to_json, records_to_rows
+
+through_app()  # a page URL opened before app.py ran: app.py runs it
 
 st.title("Photo")
 st.caption("Photos are analysed in memory and never written to disk or logs.")

@@ -10,12 +10,15 @@ from fer_core.app.support import (
     cached_budget,
     explorer_dataset,
     private_cards,
+    through_app,
 )
 from fer_core.privacy.accounting import ACCOUNTANTS, DELTA, PrivacyError
 from fer_core.privacy.engine import METHOD_NOTES
 from fer_core.results.files import reference_rows, sweep_path, sweep_rows
 from fer_core.results.tables import card_row, history_rows, privacy_details, randomness_warning
 from fer_core.results.views import class_sizes, expected_accuracy_rows, privacy_cost_rows, training_faces
+
+through_app()  # a page URL opened before app.py ran: app.py runs it
 
 rows = sweep_rows()
 references = reference_rows()

@@ -4,8 +4,10 @@ import pandas as pd
 import streamlit as st
 
 from fer_core.app.plots import timeline_figure
-from fer_core.app.support import cached_detector, selected_checkpoint
+from fer_core.app.support import cached_detector, selected_checkpoint, through_app
 from fer_core.inference.video import MAX_BYTES, MAX_DURATION_S, VideoError, analyze_video
+
+through_app()  # a page URL opened before app.py ran: app.py runs it
 
 st.title("Video")
 st.caption(

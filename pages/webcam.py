@@ -11,9 +11,12 @@ from fer_core.app.support import (
     selected_checkpoint,
     session_live_analyzer,
     session_live_timeline,
+    through_app,
     webrtc_configuration,
 )
 from fer_core.inference.live import DETECT_EVERY, LIVE_DETECTOR_SIDE, compact_faces_text
+
+through_app()  # a page URL opened before app.py ran: app.py runs it
 
 st.title("Webcam")
 st.caption(

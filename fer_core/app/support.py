@@ -6,8 +6,10 @@ mode with gradients off). Pages import from here instead of touching torch direc
 
 from __future__ import annotations
 
+import runpy
 import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import streamlit as st
@@ -31,6 +33,35 @@ from fer_core.models.checkpoint import (
 from fer_core.privacy.accounting import plan_budget
 from fer_core.results.speed import machine_info, measure_models
 from fer_core.results.tables import as_card, card_row, label_set_title, privacy_text
+
+#: The Streamlit entry point (``streamlit run app.py``).
+APP = Path(__file__).resolve().parents[2] / "app.py"
+_ENTRY = threading.local()  # script runs are one thread each
+
+
+@contextmanager
+def entry_point():
+    """``app.py`` runs the chosen page inside this, so the page knows it came through the entry point."""
+    _ENTRY.active = True
+    try:
+        yield
+    finally:
+        _ENTRY.active = False
+
+
+def through_app() -> None:
+    """Called first by every page: when Streamlit ran the page file by itself, run ``app.py`` instead (which runs
+    the page) and stop.
+
+    Streamlit 1.67 keeps its multipage "v1" mode (``PagesManager.uses_pages_directory``: a ``pages/`` folder exists)
+    until some session has called ``st.navigation``: a page URL opened first after the server starts (e.g.
+    ``/privacy``) then runs ``pages/privacy.py`` alone, without the page config, the app's navigation or the model
+    picker. ``app.py`` calls ``st.navigation``, which leaves that mode and resolves the URL's page.
+    """
+    if getattr(_ENTRY, "active", False):
+        return
+    runpy.run_path(str(APP), run_name="__main__")
+    st.stop()
 
 
 @st.cache_resource(show_spinner="Loading face detector…")

@@ -102,6 +102,19 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "home"
 
 
+def check_direct_url(page, base: str, out: Path, path: str = "/privacy") -> dict:
+    """Open a page's URL as the server's very first request (Streamlit then runs the page file alone unless it hands
+    over to app.py: ``fer_core.app.support.through_app``); the app's navigation and model picker must show."""
+    page.goto(base + path)
+    wait_idle(page)
+    titles = [s.get_attribute("label") for s in page.locator("a[data-testid='stSidebarNavLink'] span[label]").all()]
+    h1 = page.locator("h1").first
+    page.screenshot(path=str(out / "direct-url.png"), full_page=True)
+    return {"path": path, "nav": titles, "heading": h1.inner_text().strip() if h1.count() else "",
+            "picker": page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").count() > 0,
+            "exceptions": exceptions(page)}
+
+
 def check_pages(page, base: str, out: Path) -> dict:
     """Open "/" and every page through the sidebar; ``{page title: {"ok", "exceptions", "heading"}}``."""
     pages = {}
@@ -238,6 +251,7 @@ def main() -> int:
             try:
                 page = ctx.pages[0] if ctx.pages else ctx.new_page()
                 page.set_default_timeout(PAGE_TIMEOUT_MS)
+                verdict["direct_url"] = check_direct_url(page, base, out)  # first request: before any other
                 verdict["pages"] = check_pages(page, base, out)
                 verdict["photo"] = check_photo(page, out, classes)
                 verdict["webcam"] = check_webcam(page, out, classes, a.webcam_timeout)

@@ -69,6 +69,13 @@ def test_every_page_opens_without_an_exception(verdict):
         assert p["ok"], f"page {name!r}: {p}"
 
 
+def test_a_page_url_opened_first_gets_the_apps_navigation_and_model_picker(verdict):
+    d = verdict["direct_url"]  # the server's first request was /privacy, not "/"
+    assert d["heading"] == "Privacy trade-off" and not d["exceptions"], d
+    assert "Privacy trade-off" in d["nav"] and "app" not in d["nav"], f"sidebar: {d['nav']}"  # not the pages/ files
+    assert d["picker"], "the model picker of app.py is missing"
+
+
 def test_photo_page_annotates_an_uploaded_photo(verdict):
     photo = verdict["photo"]
     assert photo["ok"], photo
