@@ -174,7 +174,7 @@ def sweep_path() -> Path:
 
 
 def read_sweep(path: str | os.PathLike = SWEEP_RESULTS) -> list[dict]:
-    """Rows of ``sweep.csv`` as dicts (numbers as floats where they parse); [] if there is none."""
+    """Rows of ``sweep.csv`` as dicts (numbers as ints or floats where they parse); [] if there is none."""
     return _read_numbers(path)
 
 
@@ -182,15 +182,17 @@ def _read_numbers(path: str | os.PathLike) -> list[dict]:
     """A CSV's rows as dicts, cells as ints or floats where they parse (so a rewrite keeps ``7177`` an int); [] when
     it is missing or unreadable."""
     rows = _read_csv(path) if Path(path).exists() else None
-    for r in rows or []:
-        for k, v in r.items():
-            for number in (int, float):
-                try:
-                    r[k] = number(v)
-                    break
-                except (TypeError, ValueError):
-                    pass
-    return rows or []
+    return [{k: _number(v) for k, v in r.items()} for r in rows or []]
+
+
+def _number(cell):
+    """``"7177"`` -> 7177, ``"0.5"`` -> 0.5, anything else as it is."""
+    for kind in (int, float):
+        try:
+            return kind(cell)
+        except (TypeError, ValueError):
+            pass
+    return cell
 
 
 def sweep_rows() -> list[dict]:
@@ -212,7 +214,7 @@ def reference_path() -> Path:
 
 
 def read_reference(path: str | os.PathLike = REFERENCE_RESULTS) -> list[dict]:
-    """Rows of ``reference.csv`` (numbers as floats where they parse); [] if there is none."""
+    """Rows of ``reference.csv`` (numbers as ints or floats where they parse); [] if there is none."""
     return _read_numbers(path)
 
 

@@ -277,10 +277,13 @@ def privacy_costs(sweep_rows: Iterable[dict], references: Iterable[dict]) -> lis
         acc, eps = finite_or_none(r.get("privatetest_accuracy")), finite_or_none(r.get("epsilon"))
         own = ref.get(r.get("method"), {})
         base = finite_or_none(own.get("privatetest_accuracy"))
-        if any(own.get(k) not in (None, "") and r.get(k) not in (None, "") and own[k] != r[k]
-               for k in ("epochs", "trainable")):
-            continue  # another recipe of the method
-        if acc is not None and eps is not None and base is not None:
+        if acc is not None and eps is not None and base is not None and _same_recipe(r, own):
             out.append({"method": r["method"], "epsilon": eps, "accuracy": acc, "reference": base, "cost": base - acc,
                         "target_epsilon": finite_or_none(r.get("target_epsilon"))})
     return out
+
+
+def _same_recipe(run: dict, reference: dict) -> bool:
+    """Whether a sweep run and a reference share the recipe fields both record (epochs, trainable part)."""
+    return all(run.get(k) in (None, "") or reference.get(k) in (None, "") or run[k] == reference[k]
+               for k in ("epochs", "trainable"))
