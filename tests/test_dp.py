@@ -236,6 +236,30 @@ def test_scatternet_split_matches_the_model_and_has_no_trainable_prefix():
     assert not any(k.startswith("scattering") for k in model.state_dict())  # rebuilt, not stored
 
 
+def test_scatternet_mirror_views_train_on_one_view_and_predict_the_mean_of_both():
+    torch.manual_seed(0)
+    model = build_model("scatternet", width=8, mirror_views=True).eval()
+    plain = build_model("scatternet", width=8)
+    assert model.state_dict().keys() == plain.state_dict().keys()  # the wrapper adds no weights
+    prefix, tail = split_for_finetune(model, "all")
+    x = torch.rand(3, 1, 48, 48)
+    views = prefix(x)
+    assert views.shape == (3, 2, 81, 12, 12)
+    # A features library of the plain scattering must not serve the mirrored one (nor the other way round).
+    assert prefix.feature_identity() != split_for_finetune(plain, "all")[0].feature_identity()
+    with torch.no_grad():
+        one, mirrored = model.head(model.scatter(x)[:, 0]), model.head(plain.scatter(x.flip(-1)))
+        torch.testing.assert_close(tail(views), (one + mirrored) / 2)  # eval: test-time augmentation
+        torch.testing.assert_close(model(x), (one + mirrored) / 2)
+        model.train()
+        torch.manual_seed(1)
+        drawn = tail(views)  # training: one view per face, drawn at random
+        for row, (a, b) in enumerate(zip(model.head(views[:, 0]), model.head(views[:, 1]), strict=True)):
+            assert torch.allclose(drawn[row], a) or torch.allclose(drawn[row], b)
+        picks = {bool(torch.allclose(tail(views)[0], model.head(views[:1, 0])[0])) for _ in range(20)}
+        assert picks == {True, False}  # both views are drawn
+
+
 def test_card_json_of_a_private_model_is_plain_json(tmp_path):
     npz = write_npz(tmp_path / "s.npz", n_train=256, n_val=64, n_test=64)
     main(_dp_config(tmp_path, npz, epochs=1, export=str(tmp_path / "ck")))

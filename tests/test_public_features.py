@@ -193,6 +193,24 @@ def test_scatternet_with_publictest_norm_standardises_its_coefficients_with_publ
     assert full["accuracy"] == pytest.approx(ck.card["metrics"]["PrivateTest"]["accuracy"], abs=1e-9)
 
 
+def test_scatternet_with_mirror_views_standardises_both_views_with_publictest(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    npz = write_npz(tmp_path / "s.npz", n_train=64, n_val=32, n_test=16)
+    cfg = _config(tmp_path / "run", npz, arch="scatternet", dp_method="scatternet", trainable="all", epochs=1,
+                  model_args={"width": 8, "input_norm": "publictest", "mirror_views": True},
+                  export=str(tmp_path / "ck"))
+    assert main(cfg, command="pytest")["finished"]
+    ck = load_checkpoint(tmp_path / "ck")
+    assert ck.card["model_args"]["mirror_views"] is True
+    ds = load_dataset(npz)
+    with torch.no_grad():
+        pub = ck.model.scatter(to_model_input(ds.split("PublicTest")[0])).flatten(0, 1)  # (2N, 81, 12, 12)
+    torch.testing.assert_close(ck.model.head[0].mean, pub.mean((0, 2, 3)), rtol=1e-4, atol=1e-6)
+    # The card's figures are the full network's: the mean of the logits on a face and its mirror image.
+    full = evaluate_split(ck.model, ds, "PrivateTest", class_names=ck.classes)
+    assert full["accuracy"] == pytest.approx(ck.card["metrics"]["PrivateTest"]["accuracy"], abs=1e-9)
+
+
 def test_scatternet_refuses_an_unknown_input_norm():
     with pytest.raises(ValueError, match="input_norm must be one of group, publictest"):
         build_model("scatternet", input_norm="batch")

@@ -243,13 +243,17 @@ class ScatterNet(nn.Module):
             of 3 channels, no affine: depends on no data) or ``"publictest"`` (per-channel standardisation
             with fixed buffers, set from the selection split's coefficients before training; Tramer &
             Boneh's data normalisation without spending privacy on it: see :class:`FeatureStandardiser`).
+        mirror_views: scatter each face and its mirror image (horizontal flip): the CNN head trains on one of the
+            two views per face and step, drawn at random (flip augmentation of precomputed features), and predicts
+            the mean of its logits on both (test-time augmentation, e.g. Simonyan & Zisserman 2015); see
+            :class:`MirrorViews`. Twice the scattering per face at inference.
 
     Raises:
         ValueError: ``in_channels`` other than 1, an unknown ``head`` or ``input_norm``.
     """
 
     def __init__(self, J: int = 2, L: int = 8, width: int = 64, head: str = "cnn", num_classes: int = 7,
-                 in_channels: int = 1, input_norm: str = "group") -> None:
+                 in_channels: int = 1, input_norm: str = "group", mirror_views: bool = False) -> None:
         super().__init__()
         if in_channels != 1:
             raise ValueError("ScatterNet takes grayscale faces (in_channels=1)")
@@ -279,14 +283,51 @@ class ScatterNet(nn.Module):
                 nn.Flatten(), nn.Linear(width * (grid // 4) ** 2, num_classes),
             )
         self.feature_channels = channels
+        self.mirror_views = mirror_views
+
+    @property
+    def classifier(self) -> nn.Module:
+        """What takes :meth:`scatter`'s output: the head, or with ``mirror_views`` the head over both views
+        (:class:`MirrorViews`, no parameters or buffers of its own: the state dict stays the head's)."""
+        return MirrorViews(self.head) if self.mirror_views else self.head
 
     def scatter(self, x: torch.Tensor) -> torch.Tensor:
-        """``float32 (B, 1, 48, 48)`` -> scattering coefficients ``float32 (B, 81, 12, 12)``."""
-        s = self.scattering(x.contiguous())  # (B, 1, 81, 12, 12)
-        return s.flatten(1, 2)  # (B, 81, 12, 12)
+        """``float32 (B, 1, 48, 48)`` -> scattering coefficients ``float32 (B, 81, 12, 12)``, or with
+        ``mirror_views`` those of the face and of its mirror image, ``float32 (B, 2, 81, 12, 12)``."""
+        s = self.scattering(x.contiguous()).flatten(1, 2)  # (B, 81, 12, 12)
+        if not self.mirror_views:
+            return s
+        mirrored = self.scattering(x.flip(-1).contiguous()).flatten(1, 2)  # (B, 81, 12, 12)
+        return torch.stack([s, mirrored], 1)  # (B, 2, 81, 12, 12)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.scatter(x))  # (B, num_classes)
+        return self.classifier(self.scatter(x))  # (B, num_classes)
+
+
+class MirrorViews(nn.Module):
+    """A classifier over two views of each face (the face and its mirror image), sharing ``head``'s parameters.
+
+    While the head is in training mode, each face's logits are the head's on one view drawn at random (probability
+    1/2 each, from torch's global generator): flip augmentation of features computed once. DP-SGD still clips one
+    gradient per face, so the guarantee is unchanged. In eval mode, the logits are the mean of the head's on both
+    views (test-time augmentation).
+
+    Args:
+        head: maps ``float32 (B, C, H, W)`` features to logits ``(B, K)``.
+
+    Input ``float32 (B, 2, C, H, W)``; output logits ``float32 (B, K)``.
+    """
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, views: torch.Tensor) -> torch.Tensor:
+        b = len(views)
+        if self.head.training:  # (the head's mode: this wrapper may be built after model.train()/eval())
+            pick = torch.randint(0, 2, (b,))
+            return self.head(views[torch.arange(b), pick])  # (B, K)
+        return self.head(views.flatten(0, 1)).view(b, 2, -1).mean(1)  # (2B, K) -> (B, K)
 
 
 class _Scatter(nn.Module):
@@ -298,9 +339,10 @@ class _Scatter(nn.Module):
         return self.model.scatter(x)
 
     def feature_identity(self) -> dict:
-        """What the outputs depend on besides the faces (the scattering has no weights): J and L."""
+        """What the outputs depend on besides the faces (the scattering has no weights): J, L and whether the
+        mirror image is scattered too."""
         sc = self.model.scattering
-        return {"prefix": "scattering", "J": sc.J, "L": sc.L}
+        return {"prefix": "scattering", "J": sc.J, "L": sc.L, "mirror_views": self.model.mirror_views}
 
 
 class _ResNetTrunk(nn.Module):
@@ -351,7 +393,7 @@ def split_for_finetune(model: nn.Module, trainable: str) -> tuple[nn.Module, nn.
     if isinstance(model, ScatterNet):  # the scattering has no parameters: "all" is the CNN head
         if trainable == "head":
             raise ValueError("ScatterNet's trainable part is its CNN head: use trainable='all' or 'last-block'")
-        return _Scatter(model), model.head
+        return _Scatter(model), model.classifier
     if isinstance(model, FaceXNet):  # public backbone: only the head is ever trained here
         if trainable != "head":
             raise ValueError("facex trains its head on the frozen public backbone: use trainable='head'")

@@ -59,7 +59,7 @@ from tqdm import tqdm
 
 from fer_core.data.augment import augment_batch
 from fer_core.data.preprocess import to_model_input
-from fer_core.models.architectures import split_for_finetune
+from fer_core.models.architectures import MirrorViews, split_for_finetune
 from fer_core.models.checkpoint import repo_relative
 from fer_core.privacy.accounting import DP_METHODS, PrivacyError, noise_multiplier_for, sampling_plan, spent_epsilon
 from fer_core.privacy.engine import PrivateLoader, make_private, privacy_block
@@ -309,12 +309,19 @@ class PrivateStrategy:
             show = cfg.progress and ctx.is_main
             train_in = prefix_features(prefix, train_x, sha256, library=library, progress=show)
             self.val_in = prefix_features(prefix, val_x, sha256, library=library, progress=show)
-            standardiser = self.tail[0] if isinstance(self.tail, nn.Sequential) else None
+            views = isinstance(self.tail, MirrorViews)  # features (N, 2, ...): a face and its mirror image
+            head = self.tail.head if views else self.tail
+            standardiser = head[0] if isinstance(head, nn.Sequential) else None
             if hasattr(standardiser, "set_statistics"):  # public statistics only (never Training rows)
                 per_channel = getattr(standardiser, "per_channel", False)
-                standardiser.set_statistics(*public_statistics(self.val_in, ctx, per_channel=per_channel))
+                public = self.val_in.flatten(0, 1) if views else self.val_in  # both views standardised alike
+                standardiser.set_statistics(*public_statistics(public, ctx, per_channel=per_channel))
                 self.standardisation = f"{cfg.val_split} statistics"
         self.feature_s = time.perf_counter() - t_features
+        if not self.raw and cfg.augment and ctx.is_main:
+            print("note: --augment is not applied: this run trains on features computed once from the faces as they "
+                  "are (ScatterNet: --model-args '{\"mirror_views\": true}' trains on a random mirror view)",
+                  file=sys.stderr)
         self.val_y = val_y
         self.generator = torch.Generator()
         loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(train_in, torch.from_numpy(train_y)),
