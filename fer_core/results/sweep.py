@@ -68,9 +68,9 @@ PRIVACY_CLASSES: dict[str, str] = {**{m: "fully private" for m in FULLY_PRIVATE}
 # and a learning rate scaled to the clipping bound (Tramer & Boneh 2021; De et al. 2022).
 RECIPES: dict[str, dict] = {
     "scatternet": dict(arch="scatternet", model_args={"width": 64, "input_norm": "publictest", "mirror_views": True},
-                       epochs=24,
-                       batch_size=2048, lr=4.0, momentum=0.9, max_grad_norm=0.1, weight_decay=0.0, label_smoothing=0.0,
-                       warmup_epochs=0.0, ema_decay=0.97, augment={}, trainable="all", physical_batch_size=512),
+                       epochs=24, batch_size=2048, lr=4.0, momentum=0.9, max_grad_norm=0.1, weight_decay=0.0,
+                       label_smoothing=0.0, warmup_epochs=0.0, ema_decay=0.97, augment={}, trainable="all",
+                       physical_batch_size=512),
     "two-stage": dict(arch="resnet", model_args={}, epochs=10, batch_size=1024, lr=0.5, momentum=0.9,
                       max_grad_norm=1.0, weight_decay=0.0, label_smoothing=0.0, warmup_epochs=0.0,
                       ema_decay=0.9, augment={}, trainable="head", physical_batch_size=512,
