@@ -260,6 +260,31 @@ def test_scatternet_mirror_views_train_on_one_view_and_predict_the_mean_of_both(
         assert picks == {True, False}  # both views are drawn
 
 
+def test_scatternet_augmentation_multiplicity_gives_one_per_sample_gradient_of_the_mean_of_both_views():
+    from opacus import GradSampleModule
+
+    torch.manual_seed(0)
+    model = build_model("scatternet", width=8, mirror_views=True, augmentation_multiplicity=2).train()
+    prefix, tail = split_for_finetune(model, "all")
+    x, y = torch.rand(4, 1, 48, 48), torch.tensor([0, 3, 6, 2])
+    with torch.no_grad():
+        views = prefix(x)  # (4, 2, 81, 12, 12)
+        torch.testing.assert_close(tail(views), (model.head(views[:, 0]) + model.head(views[:, 1])) / 2)
+    plain = copy.deepcopy(tail)  # (Opacus's hooks are installed on the wrapped modules in place)
+    dp_tail = GradSampleModule(tail, loss_reduction="sum")  # the head runs twice per step, B rows each
+    torch.nn.functional.cross_entropy(dp_tail(views), y, reduction="sum").backward()
+    params = [p for p in tail.parameters() if p.requires_grad]
+    for row in range(len(y)):  # each face's own gradient of the loss on its mean logits, by plain autograd
+        loss = torch.nn.functional.cross_entropy(plain(views[row:row + 1]), y[row:row + 1], reduction="sum")
+        for p, g in zip(params, torch.autograd.grad(loss, list(plain.parameters())), strict=True):
+            assert p.grad_sample.shape[0] == len(y)  # one gradient per face, not per view
+            torch.testing.assert_close(p.grad_sample[row], g, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="set mirror_views=True"):
+        build_model("scatternet", width=8, augmentation_multiplicity=2)
+    with pytest.raises(ValueError, match="must be 1 or 2"):
+        build_model("scatternet", width=8, mirror_views=True, augmentation_multiplicity=3)
+
+
 def test_card_json_of_a_private_model_is_plain_json(tmp_path):
     npz = write_npz(tmp_path / "s.npz", n_train=256, n_val=64, n_test=64)
     main(_dp_config(tmp_path, npz, epochs=1, export=str(tmp_path / "ck")))

@@ -148,6 +148,32 @@ def test_public_features_run_standardises_with_publictest_and_records_it(tmp_pat
         assert full["accuracy_flip_tta"] == pytest.approx(ck.card["metrics"][split]["accuracy_flip_tta"], abs=1e-9)
 
 
+def test_public_features_with_mirror_views_cache_the_mirrored_faces_and_predict_the_mean_of_both(tmp_path,
+                                                                                                    monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    npz = write_npz(tmp_path / "s.npz", n_train=64, n_val=32, n_test=16)
+    args = {**FACEX_RANDOM, "mirror_views": True}
+    assert main(_config(tmp_path / "run", npz, model_args=args, export=str(tmp_path / "ck")), command="pytest")[
+        "finished"]
+    ck = load_checkpoint(tmp_path / "ck")
+    assert ck.card["model_args"]["mirror_views"] is True
+    ds = load_dataset(npz)
+    faces = ds.split("PublicTest")[0]
+    prefix, tail = split_for_finetune(ck.model, "head")
+    one = prefix.one_view().eval()
+    with torch.no_grad():
+        x = to_model_input(faces)
+        views = prefix_features(prefix, faces, ds.sha256)  # from the disk cache: (N, 2, D)
+        torch.testing.assert_close(views[:, 0], one(x), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(views[:, 1], one(x.flip(-1)), rtol=1e-4, atol=1e-5)  # the mirrored faces' features
+        pub = views.flatten(0, 1)  # the standardiser holds both views' PublicTest statistics
+        torch.testing.assert_close(ck.model.head[0].mean, pub.mean(0), rtol=1e-4, atol=1e-5)
+        mean = (ck.model.head(one(x)) + ck.model.head(one(x.flip(-1)))) / 2
+        torch.testing.assert_close(ck.model(x), mean, rtol=1e-4, atol=1e-5)  # eval: test-time augmentation
+    full = evaluate_split(ck.model, ds, "PrivateTest", class_names=ck.classes)
+    assert full["accuracy"] == pytest.approx(ck.card["metrics"]["PrivateTest"]["accuracy"], abs=1e-9)
+
+
 def test_public_features_settings_are_checked(tmp_path):
     npz = write_npz(tmp_path / "s.npz", n_train=64, n_val=32, n_test=16)
     with pytest.raises(PrivacyError, match="go together"):
@@ -193,15 +219,18 @@ def test_scatternet_with_publictest_norm_standardises_its_coefficients_with_publ
     assert full["accuracy"] == pytest.approx(ck.card["metrics"]["PrivateTest"]["accuracy"], abs=1e-9)
 
 
-def test_scatternet_with_mirror_views_standardises_both_views_with_publictest(tmp_path, monkeypatch):
+@pytest.mark.parametrize("multiplicity", [1, 2])
+def test_scatternet_with_mirror_views_standardises_both_views_with_publictest(tmp_path, monkeypatch, multiplicity):
     monkeypatch.chdir(tmp_path)
     npz = write_npz(tmp_path / "s.npz", n_train=64, n_val=32, n_test=16)
     cfg = _config(tmp_path / "run", npz, arch="scatternet", dp_method="scatternet", trainable="all", epochs=1,
-                  model_args={"width": 8, "input_norm": "publictest", "mirror_views": True},
+                  model_args={"width": 8, "input_norm": "publictest", "mirror_views": True,
+                              "augmentation_multiplicity": multiplicity},
                   export=str(tmp_path / "ck"))
     assert main(cfg, command="pytest")["finished"]
     ck = load_checkpoint(tmp_path / "ck")
     assert ck.card["model_args"]["mirror_views"] is True
+    assert ck.card["model_args"]["augmentation_multiplicity"] == ck.model.augmentation_multiplicity == multiplicity
     ds = load_dataset(npz)
     with torch.no_grad():
         pub = ck.model.scatter(to_model_input(ds.split("PublicTest")[0])).flatten(0, 1)  # (2N, 81, 12, 12)

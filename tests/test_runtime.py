@@ -44,6 +44,19 @@ def test_a_network_that_does_not_export_keeps_the_torch_path(random_ckpt):
         assert fast(ck) is ck
 
 
+def test_a_mirror_views_classifier_runs_on_onnx_at_any_batch_size(random_ckpt):
+    from fer_core.models.architectures import build_model
+
+    model = build_model("facex", backbone=None, features=["conv1", "block_1_project"], mirror_views=True).eval()
+    ck = Checkpoint(model=model, card=random_ckpt.card, path=random_ckpt.path)
+    f = fast(ck)
+    assert isinstance(f.model, OnnxModule)  # the mean over both views is not traced at the probe's batch size
+    faces = np.random.default_rng(1).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    for n in (1, 5):
+        gap = np.abs(face_probabilities(ck, faces[:n]) - face_probabilities(f, faces[:n])).max()
+        assert gap < PROBABILITY_TOLERANCE
+
+
 @pytest.mark.realdata
 def test_shipped_model_on_the_fast_path_agrees_with_torch_on_privatetest(real_data):
     data = np.load(real_data)

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from fer_core.models.facex import FaceXFeatures, FaceXNet, FeatureStandardiser, tensor_digest
+from fer_core.models.views import MirrorViews
 
 ARCHITECTURES = ("cnn", "resnet", "fusion")  # the three compared on the same budget
 DP_ARCHITECTURES = ("scatternet", "facex")  # meant for private training (facex: a head on public features)
@@ -247,14 +248,21 @@ class ScatterNet(nn.Module):
             two views per face and step, drawn at random (flip augmentation of precomputed features), and predicts
             the mean of its logits on both (test-time augmentation, e.g. Simonyan & Zisserman 2015); see
             :class:`MirrorViews`. Twice the scattering per face at inference.
+        augmentation_multiplicity: with ``mirror_views``, 2 trains the head on the mean of its logits on both
+            views (twice the head's cost per step; :class:`MirrorViews`), 1 on one view drawn at random.
 
     Raises:
-        ValueError: ``in_channels`` other than 1, an unknown ``head`` or ``input_norm``.
+        ValueError: ``in_channels`` other than 1, an unknown ``head`` or ``input_norm``, an
+            ``augmentation_multiplicity`` other than 1 or 2 or above 1 without ``mirror_views``.
     """
 
     def __init__(self, J: int = 2, L: int = 8, width: int = 64, head: str = "cnn", num_classes: int = 7,
-                 in_channels: int = 1, input_norm: str = "group", mirror_views: bool = False) -> None:
+                 in_channels: int = 1, input_norm: str = "group", mirror_views: bool = False,
+                 augmentation_multiplicity: int = 1) -> None:
         super().__init__()
+        if augmentation_multiplicity != 1 and not mirror_views:
+            raise ValueError("ScatterNet's augmentation_multiplicity counts mirror views: set mirror_views=True")
+        MirrorViews(nn.Identity(), augmentation_multiplicity)  # checks the multiplicity
         if in_channels != 1:
             raise ValueError("ScatterNet takes grayscale faces (in_channels=1)")
         if head not in ("cnn", "linear"):
@@ -283,13 +291,13 @@ class ScatterNet(nn.Module):
                 nn.Flatten(), nn.Linear(width * (grid // 4) ** 2, num_classes),
             )
         self.feature_channels = channels
-        self.mirror_views = mirror_views
+        self.mirror_views, self.augmentation_multiplicity = mirror_views, augmentation_multiplicity
 
     @property
     def classifier(self) -> nn.Module:
         """What takes :meth:`scatter`'s output: the head, or with ``mirror_views`` the head over both views
         (:class:`MirrorViews`, no parameters or buffers of its own: the state dict stays the head's)."""
-        return MirrorViews(self.head) if self.mirror_views else self.head
+        return MirrorViews(self.head, self.augmentation_multiplicity) if self.mirror_views else self.head
 
     def scatter(self, x: torch.Tensor) -> torch.Tensor:
         """``float32 (B, 1, 48, 48)`` -> scattering coefficients ``float32 (B, 81, 12, 12)``, or with
@@ -302,32 +310,6 @@ class ScatterNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.scatter(x))  # (B, num_classes)
-
-
-class MirrorViews(nn.Module):
-    """A classifier over two views of each face (the face and its mirror image), sharing ``head``'s parameters.
-
-    While the head is in training mode, each face's logits are the head's on one view drawn at random (probability
-    1/2 each, from torch's global generator): flip augmentation of features computed once. DP-SGD still clips one
-    gradient per face, so the guarantee is unchanged. In eval mode, the logits are the mean of the head's on both
-    views (test-time augmentation).
-
-    Args:
-        head: maps ``float32 (B, C, H, W)`` features to logits ``(B, K)``.
-
-    Input ``float32 (B, 2, C, H, W)``; output logits ``float32 (B, K)``.
-    """
-
-    def __init__(self, head: nn.Module) -> None:
-        super().__init__()
-        self.head = head
-
-    def forward(self, views: torch.Tensor) -> torch.Tensor:
-        b = len(views)
-        if self.head.training:  # (the head's mode: this wrapper may be built after model.train()/eval())
-            pick = torch.randint(0, 2, (b,))
-            return self.head(views[torch.arange(b), pick])  # (B, K)
-        return self.head(views.flatten(0, 1)).view(b, 2, -1).mean(1)  # (2B, K) -> (B, K)
 
 
 class _Scatter(nn.Module):
@@ -397,7 +379,7 @@ def split_for_finetune(model: nn.Module, trainable: str) -> tuple[nn.Module, nn.
     if isinstance(model, FaceXNet):  # public backbone: only the head is ever trained here
         if trainable != "head":
             raise ValueError("facex trains its head on the frozen public backbone: use trainable='head'")
-        return FaceXFeatures(model), model.head
+        return FaceXFeatures(model), model.classifier
     if trainable == "all":
         return nn.Identity(), model
     if isinstance(model, ResNet48):

@@ -31,6 +31,7 @@ from torch import nn
 
 from fer_core.models import sface
 from fer_core.models.paths import checkpoint_dir
+from fer_core.models.views import MirrorViews
 
 #: Folder (under ``checkpoints/``) the converter writes and :class:`FaceXNet` loads its backbone from.
 FACEX_BACKBONE_DIR = "public/facex_mobilenetv2"
@@ -228,6 +229,9 @@ class FaceXNet(nn.Module):
         sface_pool: each SFace tap is average-pooled to ``sface_pool x sface_pool`` (default 2: 4,096-d).
         sface_backbone: folder of SFace's converted weights (written by
             :func:`fer_core.models.sface_onnx.convert_sface`), or None for a random trunk (tests).
+        mirror_views: the features of each face and of its mirror image (horizontal flip): the head trains on one
+            of the two per face and DP-SGD step, drawn at random, and predicts the mean of its logits on both
+            (:class:`~fer_core.models.views.MirrorViews`); twice the backbones' cost per face at inference.
 
     Input ``float32 (B, 1, 48, 48)`` normalised as :func:`fer_core.data.preprocess.to_model_input`;
     output logits ``float32 (B, num_classes)``.
@@ -240,7 +244,8 @@ class FaceXNet(nn.Module):
 
     def __init__(self, num_classes: int = 7, features: tuple[str, ...] = DEFAULT_FEATURES, pool: int = 1,
                  backbone: str | None = FACEX_BACKBONE_DIR, in_channels: int = 1, sface_features: tuple[str, ...] = (),
-                 sface_pool: int = sface.DEFAULT_POOL, sface_backbone: str | None = sface.SFACE_BACKBONE_DIR) -> None:
+                 sface_pool: int = sface.DEFAULT_POOL, sface_backbone: str | None = sface.SFACE_BACKBONE_DIR,
+                 mirror_views: bool = False) -> None:
         super().__init__()
         if in_channels != 1:
             raise ValueError("FaceXNet takes grey faces (in_channels=1)")
@@ -265,6 +270,13 @@ class FaceXNet(nn.Module):
                 self.sface.load_state_dict(sface.trunk_state(state, depth))
             self.feature_dim += sum(sface.tap_channels(f) for f in self.sface_features) * sface_pool * sface_pool
         self.head = nn.Sequential(FeatureStandardiser(self.feature_dim), nn.Linear(self.feature_dim, num_classes))
+        self.mirror_views = mirror_views
+
+    @property
+    def classifier(self) -> nn.Module:
+        """What takes the features: the head, or with ``mirror_views`` the head over both views
+        (:class:`~fer_core.models.views.MirrorViews`, no weights of its own: the state dict stays the head's)."""
+        return MirrorViews(self.head) if self.mirror_views else self.head
 
     def shared_weights(self) -> dict[str, dict]:
         """The public backbones loaded from their own folders, which a checkpoint does not copy
@@ -304,8 +316,15 @@ class FaceXNet(nn.Module):
             return self.extract_facex(x)
         return torch.cat([self.extract_facex(x), self.extract_sface(x)], dim=1)  # (B, D_facex + D_sface)
 
+    def views(self, x: torch.Tensor) -> torch.Tensor:
+        """Model input ``float32 (B, 1, 48, 48)`` -> the classifier's input: ``float32 (B, feature_dim)``, or with
+        ``mirror_views`` the features of each face and of its mirror image, ``float32 (B, 2, feature_dim)``."""
+        if not self.mirror_views:
+            return self.extract(x)
+        return torch.stack([self.extract(x), self.extract(x.flip(-1))], 1)  # (B, 2, feature_dim)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.extract(x))  # (B, num_classes)
+        return self.classifier(self.views(x))  # (B, num_classes)
 
 
 class FaceXFeatures(nn.Module):
@@ -313,11 +332,18 @@ class FaceXFeatures(nn.Module):
 
     Made by :func:`fer_core.models.architectures.split_for_finetune`; not a submodule of the model, so the
     backbone's weights are stored once. With a second backbone its :meth:`parts` are cached apart (facex's
-    features of a face are computed once, whatever is concatenated to them)."""
+    features of a face are computed once, whatever is concatenated to them). With the model's ``mirror_views``
+    the prefix gives ``float32 (B, 2, D)``, a face's features and its mirror image's, and :meth:`one_view` is the
+    prefix of one view (the mirror view's features are cached as those of the mirrored faces)."""
 
-    def __init__(self, model: FaceXNet, part: str | None = None) -> None:
+    def __init__(self, model: FaceXNet, part: str | None = None, one_view: bool = False) -> None:
         super().__init__()
         self.model, self.part = model, part
+        self.mirror_views = model.mirror_views and part is None and not one_view
+
+    def one_view(self) -> FaceXFeatures:
+        """The same features of one view, ``float32 (B, D)``."""
+        return FaceXFeatures(self.model, self.part, one_view=True)
 
     def cache_identity(self) -> dict:
         """What the features depend on besides the faces: the backbone's weights (sha256), taps and pooling."""
@@ -342,7 +368,7 @@ class FaceXFeatures(nn.Module):
             return self.model.extract_facex(x)  # (B, D_facex)
         if self.part == "sface":
             return self.model.extract_sface(x)  # (B, D_sface)
-        return self.model.extract(x)  # (B, feature_dim)
+        return self.model.views(x) if self.mirror_views else self.model.extract(x)  # (B, [2,] feature_dim)
 
 
 def _provenance(source: str | None, default_dir: str) -> dict:

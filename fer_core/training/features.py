@@ -104,16 +104,22 @@ def cached_features(prefix: nn.Module, images: np.ndarray, data_sha256: str,
     Args:
         prefix: a frozen prefix with ``cache_identity() -> dict`` (e.g.
             :class:`fer_core.models.facex.FaceXFeatures`); one with ``parts()`` (two backbones) is cached per
-            part and the parts' features concatenated.
+            part and the parts' features concatenated; one with ``mirror_views`` (and ``one_view()``) gives
+            each face's features and its mirror image's, the latter cached as the features of the mirrored faces.
         images: ``uint8 (N, 48, 48)``. data_sha256: the data file's sha256 (recorded in the key).
         library: ``uint8 (M, 48, 48)``, every face of the data file (``FERDataset.images``): its features
             are computed once and any subset of it is a lookup (audit twins train on random halves,
             which would otherwise each cost a pass through the backbone). Faces not in it: computed as is.
 
     Returns:
-        ``float32 (N, D)``: the prefix is deterministic in eval mode, so a face's features do not depend
-        on which subset it was computed with.
+        ``float32 (N, D)``, or ``(N, 2, D)`` with ``mirror_views``: the prefix is deterministic in eval mode, so a
+        face's features do not depend on which subset it was computed with.
     """
+    if getattr(prefix, "mirror_views", False):  # (N, 2, D): a face and its mirror image, each cached as faces
+        one = prefix.one_view()
+        views = [(images, library), tuple(None if a is None else np.ascontiguousarray(a[:, :, ::-1])
+                                          for a in (images, library))]
+        return torch.stack([cached_features(one, im, data_sha256, cache_dir, progress, lib) for im, lib in views], 1)
     parts = prefix.parts() if hasattr(prefix, "parts") else [prefix]
     if len(parts) > 1:  # one cache per backbone: a backbone's features are computed once whatever joins them
         return torch.cat([cached_features(p, images, data_sha256, cache_dir, progress, library) for p in parts], 1)
