@@ -67,7 +67,8 @@ PRIVACY_CLASSES: dict[str, str] = {**{m: "fully private" for m in FULLY_PRIVATE}
 # Per-method recipes (TrainConfig fields). DP-SGD wants large batches, few epochs, no weight decay
 # and a learning rate scaled to the clipping bound (Tramer & Boneh 2021; De et al. 2022).
 RECIPES: dict[str, dict] = {
-    "scatternet": dict(arch="scatternet", model_args={"width": 64, "input_norm": "publictest", "mirror_views": True},
+    "scatternet": dict(arch="scatternet", model_args={"width": 64, "input_norm": "publictest", "mirror_views": True,
+                                                      "augmentation_multiplicity": 2},
                        epochs=24, batch_size=2048, lr=4.0, momentum=0.9, max_grad_norm=0.1, weight_decay=0.0,
                        label_smoothing=0.0, warmup_epochs=0.0, ema_decay=0.97, augment={}, trainable="all",
                        physical_batch_size=512),
