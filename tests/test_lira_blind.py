@@ -259,3 +259,11 @@ def test_twin_logits_through_one_shared_prefix_equal_each_twins_own_forward(tmp_
         want = np.stack([m(to_model_input(sub)).double().numpy() for m in models])
     assert got.shape == (3, 4, 7) and np.allclose(got, want, atol=1e-4)
     assert not np.allclose(got[0], got[1])  # the tails differ
+
+
+def test_a_twin_audit_with_fewer_than_three_twins_is_refused_before_any_twin_trains(tmp_path):
+    from fer_core.audit.twins import MIN_TWINS, run_twin_audit
+
+    with pytest.raises(ValueError, match=f"use --twins {MIN_TWINS} or more"):
+        run_twin_audit([str(tmp_path / "never_read")], twins=2, out_root=tmp_path)
+    assert not any(tmp_path.iterdir())  # nothing trained, nothing read

@@ -246,6 +246,11 @@ def twin_audit_rows(result: dict, card: ModelCard, seconds: float, command: str 
     return rows
 
 
+#: Fewest twins :func:`run_twin_audit` takes: with 2, a row is out of one other twin only, whose scores have no
+#: variance to fit (LiRA, :func:`fer_core.audit.lira.lira_scores`).
+MIN_TWINS = 3
+
+
 def run_twin_audit(paths: list[str], twins: int = 16, seed: int = 0, n_rows: int = 10_000, data: str | None = None,
                    out_root: Path = TWIN_AUDIT_DIR, results: str | None = None, command: str = "",
                    **overrides) -> list[dict]:
@@ -257,7 +262,13 @@ def run_twin_audit(paths: list[str], twins: int = 16, seed: int = 0, n_rows: int
 
     Returns:
         Every row now in the results file.
+
+    Raises:
+        ValueError: fewer than :data:`MIN_TWINS` twins (checked before any twin trains).
     """
+    if twins < MIN_TWINS:
+        raise ValueError(f"--twins {twins}: LiRA fits each row's scores over the other twins, which needs at least "
+                         f"{MIN_TWINS} twins (each row out of two of them or more); use --twins {MIN_TWINS} or more")
     written = []
     for path in paths:
         card = read_card(path)
