@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from fer_core.models.facex import FaceXFeatures, FaceXNet, FeatureStandardiser, tensor_digest
-from fer_core.models.views import MirrorViews
+from fer_core.models.views import MULTIPLICITIES, MirrorViews, mirror_views
 
 ARCHITECTURES = ("cnn", "resnet", "fusion")  # the three compared on the same budget
 DP_ARCHITECTURES = ("scatternet", "facex")  # meant for private training (facex: a head on public features)
@@ -262,7 +262,9 @@ class ScatterNet(nn.Module):
         super().__init__()
         if augmentation_multiplicity != 1 and not mirror_views:
             raise ValueError("ScatterNet's augmentation_multiplicity counts mirror views: set mirror_views=True")
-        MirrorViews(nn.Identity(), augmentation_multiplicity)  # checks the multiplicity
+        if augmentation_multiplicity not in MULTIPLICITIES:
+            raise ValueError(f"augmentation multiplicity must be 1 or 2 (a face and its mirror image), got "
+                             f"{augmentation_multiplicity!r}")
         if in_channels != 1:
             raise ValueError("ScatterNet takes grayscale faces (in_channels=1)")
         if head not in ("cnn", "linear"):
@@ -302,11 +304,10 @@ class ScatterNet(nn.Module):
     def scatter(self, x: torch.Tensor) -> torch.Tensor:
         """``float32 (B, 1, 48, 48)`` -> scattering coefficients ``float32 (B, 81, 12, 12)``, or with
         ``mirror_views`` those of the face and of its mirror image, ``float32 (B, 2, 81, 12, 12)``."""
-        s = self.scattering(x.contiguous()).flatten(1, 2)  # (B, 81, 12, 12)
-        if not self.mirror_views:
-            return s
-        mirrored = self.scattering(x.flip(-1).contiguous()).flatten(1, 2)  # (B, 81, 12, 12)
-        return torch.stack([s, mirrored], 1)  # (B, 2, 81, 12, 12)
+        def scatter(faces: torch.Tensor) -> torch.Tensor:
+            return self.scattering(faces.contiguous()).flatten(1, 2)  # (B, 81, 12, 12)
+
+        return mirror_views(scatter, x) if self.mirror_views else scatter(x)  # (B, [2,] 81, 12, 12)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.scatter(x))  # (B, num_classes)

@@ -31,7 +31,7 @@ from torch import nn
 
 from fer_core.models import sface
 from fer_core.models.paths import checkpoint_dir
-from fer_core.models.views import MirrorViews
+from fer_core.models.views import MirrorViews, mirror_views
 
 #: Folder (under ``checkpoints/``) the converter writes and :class:`FaceXNet` loads its backbone from.
 FACEX_BACKBONE_DIR = "public/facex_mobilenetv2"
@@ -319,9 +319,7 @@ class FaceXNet(nn.Module):
     def views(self, x: torch.Tensor) -> torch.Tensor:
         """Model input ``float32 (B, 1, 48, 48)`` -> the classifier's input: ``float32 (B, feature_dim)``, or with
         ``mirror_views`` the features of each face and of its mirror image, ``float32 (B, 2, feature_dim)``."""
-        if not self.mirror_views:
-            return self.extract(x)
-        return torch.stack([self.extract(x), self.extract(x.flip(-1))], 1)  # (B, 2, feature_dim)
+        return mirror_views(self.extract, x) if self.mirror_views else self.extract(x)  # (B, [2,] feature_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.views(x))  # (B, num_classes)

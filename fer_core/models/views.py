@@ -9,6 +9,12 @@ from torch import nn
 MULTIPLICITIES = (1, 2)
 
 
+def mirror_views(features, x: torch.Tensor) -> torch.Tensor:
+    """``features`` of faces ``x`` (``float32 (B, 1, H, W)``) and of their mirror images (horizontal flip), stacked:
+    ``float32 (B, 2, ...)``, what :class:`MirrorViews` takes."""
+    return torch.stack([features(x.contiguous()), features(x.flip(-1).contiguous())], 1)  # (B, 2, ...)
+
+
 class MirrorViews(nn.Module):
     """A classifier over two views of each face (the face and its mirror image), sharing ``head``'s parameters.
 
