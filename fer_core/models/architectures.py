@@ -31,7 +31,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from fer_core.models.facex import FaceXFeatures, FaceXNet, FeatureStandardiser, tensor_digest
+from fer_core.models.facex import FaceXNet, FeatureStandardiser, tensor_digest
+from fer_core.models.facex_parts import FaceXFeatures, FaceXTrunk, FaceXTunedTail
 from fer_core.models.views import MULTIPLICITIES, MirrorViews, mirror_views
 
 ARCHITECTURES = ("cnn", "resnet", "fusion")  # the three compared on the same budget
@@ -360,7 +361,8 @@ def split_for_finetune(model: nn.Module, trainable: str) -> tuple[nn.Module, nn.
 
     Args:
         model: a built model (:class:`ResNet48`, :class:`ScatterNet`, :class:`~fer_core.models.facex.FaceXNet`
-            (``"head"`` only); ``trainable="all"`` for the others).
+            (``"head"``; with ``finetune_blocks`` ``"last-block"``: its copies of facex's last blocks + the head on
+            the cached trunk, :mod:`fer_core.models.facex_parts`); ``trainable="all"`` for the others).
         trainable: ``"all"`` (prefix is the identity; for ScatterNet the scattering, which has no
             parameters), ``"head"`` (the final classifier) or ``"last-block"`` (ResNet48's last
             stage + classifier; ScatterNet's CNN head).
@@ -377,10 +379,15 @@ def split_for_finetune(model: nn.Module, trainable: str) -> tuple[nn.Module, nn.
         if trainable == "head":
             raise ValueError("ScatterNet's trainable part is its CNN head: use trainable='all' or 'last-block'")
         return _Scatter(model), model.classifier
-    if isinstance(model, FaceXNet):  # public backbone: only the head is ever trained here
-        if trainable != "head":
-            raise ValueError("facex trains its head on the frozen public backbone: use trainable='head'")
-        return FaceXFeatures(model), model.classifier
+    if isinstance(model, FaceXNet):  # the public backbone stays frozen: the head, or with it copies of its last blocks
+        if trainable == "last-block" and model.finetune_blocks:
+            return FaceXTrunk(model), FaceXTunedTail(model)
+        if trainable == "head" and not model.finetune_blocks:
+            return FaceXFeatures(model), model.classifier
+        raise ValueError("facex trains its head on the frozen public backbone (trainable='head'), or with "
+                         "--model-args '{\"finetune_blocks\": N}' its own copies of the last N blocks too "
+                         f"(trainable='last-block'); got trainable={trainable!r} with "
+                         f"finetune_blocks={model.finetune_blocks}")
     if trainable == "all":
         return nn.Identity(), model
     if isinstance(model, ResNet48):

@@ -16,10 +16,14 @@ repeats the grey channel (facex's own preprocessing: ``skimage.transform.resize`
 ``(200, 200, 3)``), runs the backbone up to the deepest feature it needs, average-pools the chosen
 feature maps, standardises them with fixed buffers and applies a linear classifier. Measured (NOTES):
 block 13's expansion + block 16's projection, pooled, give 62.8 % on PrivateTest as a non-private probe.
+With ``finetune_blocks`` the model also holds its own, trainable copies of facex's last blocks (initialised from the
+public ones; the public backbone stays frozen and shared), which ``public-finetune`` trains with DP-SGD
+(:mod:`fer_core.models.facex_parts`).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -114,6 +118,50 @@ def tap_channels(name: str) -> int:
     i, kind = int(name.split("_")[1]), name.split("_")[2]
     c_in = 32 if i == 0 else BLOCKS[i - 1][1]
     return c_in * BLOCKS[i][0] if kind == "expand" else BLOCKS[i][1]
+
+
+def tap_block(name: str) -> int:
+    """The block a tap belongs to (``conv1``: -1, ``block_<i>_...``: i, ``conv_last``: ``len(BLOCKS)``)."""
+    if name == "conv1":
+        return -1
+    if name == "conv_last":
+        return len(BLOCKS)
+    return int(name.split("_")[1])
+
+
+def tap_size(name: str) -> int:
+    """Side of a tap's square map for facex's 200x200 input (``block_13_project`` -> 6, ``block_13_expand`` -> 12):
+    every stride-2 layer pads right/bottom by one, so a side ``n`` becomes ``(n - 2) // 2 + 1``."""
+    n = (INPUT_SIZE - 2) // 2 + 1  # conv1: (B, 32, 100, 100)
+    last = tap_block(name)
+    for i, (_, _, stride) in enumerate(BLOCKS[:max(last + 1, 0)]):
+        if stride == 2 and not (i == last and name.endswith("_expand")):  # an expansion precedes its block's stride
+            n = (n - 2) // 2 + 1
+    return n
+
+
+def tuned_taps(blocks: nn.ModuleList, h: torch.Tensor, first: int, wanted: tuple[str, ...],
+               pool: int) -> dict[str, torch.Tensor]:
+    """Blocks ``first``, ``first + 1``, ... (``blocks[0]`` is block ``first``) on block ``first - 1``'s output
+    ``float32 (B, C, H, W)``, as far as the deepest tap of ``wanted`` they hold; each wanted tap average-pooled to
+    ``pool x pool`` and flattened: ``{name: float32 (B, C' * pool * pool)}``."""
+    mine = [w for w in wanted if tap_block(w) >= first]
+    taps: dict[str, torch.Tensor] = {}
+    for i in range(max(tap_block(w) for w in mine) - first + 1):
+        h = blocks[i](h, taps, f"block_{first + i}")  # (B, C_i, H_i, W_i)
+    return {k: F.adaptive_avg_pool2d(taps[k], pool).flatten(1) for k in mine}
+
+
+def join_tuned(blocks: nn.ModuleList, first: int, features: tuple[str, ...], pool: int, frozen: torch.Tensor,
+               trunk: torch.Tensor) -> torch.Tensor:
+    """facex's pooled features of a model whose blocks from ``first`` on are ``blocks``: those blocks on ``trunk``
+    (block ``first - 1``'s output, ``float32 (B, C, H, W)``) give the taps of ``features`` that lie in them; the others
+    are ``frozen``, ``float32 (B, D_frozen)``, concatenated in ``features`` order. Returns ``float32 (B, D_facex)``."""
+    tuned = tuned_taps(blocks, trunk, first, features, pool)
+    frozen_features = [f for f in features if tap_block(f) < first]
+    dims = [tap_channels(f) * pool * pool for f in frozen_features]
+    parts = dict(zip(frozen_features, frozen.split(dims, 1), strict=True)) if dims else {}
+    return torch.cat([parts[k] if k in parts else tuned[k] for k in features], 1)  # (B, D_facex)
 
 
 class FaceXBackbone(nn.Module):
@@ -232,6 +280,13 @@ class FaceXNet(nn.Module):
         mirror_views: the features of each face and of its mirror image (horizontal flip): the head trains on one
             of the two per face and DP-SGD step, drawn at random, and predicts the mean of its logits on both
             (:class:`~fer_core.models.views.MirrorViews`); twice the backbones' cost per face at inference.
+        finetune_blocks: how many of facex's last blocks (1 to :data:`MAX_FINETUNE_BLOCKS`; 0: none) are this
+            model's own, trainable copies, initialised from the public ones (``trainable="last-block"``: DP-SGD
+            fine-tunes them and the head on block ``17 - finetune_blocks - 1``'s cached output; the public backbone
+            itself stays frozen and shared, :meth:`shared_weights`). Some facex tap must lie in those blocks.
+        finetune_params: which parameters of those blocks train (:data:`FINETUNE_PARAMS`): ``"all"``, or ``"bias"``
+            only (BitFit; under DP, Bu et al. 2022, "Differentially Private Bias-Term Fine-tuning of Foundation
+            Models": a few thousand trainable values instead of ~1M, so DP-SGD's noise grows far less).
 
     Input ``float32 (B, 1, 48, 48)`` normalised as :func:`fer_core.data.preprocess.to_model_input`;
     output logits ``float32 (B, num_classes)``.
@@ -239,19 +294,23 @@ class FaceXNet(nn.Module):
     Raises:
         FileNotFoundError: ``backbone`` names a folder without converted weights (the message says how to
             make them).
-        ValueError: an unknown tap or ``in_channels`` != 1.
+        ValueError: an unknown tap, ``in_channels`` != 1, or ``finetune_blocks`` out of range, holding no tap of
+            ``features``, or with ``mirror_views`` or ``conv_last``; an unknown ``finetune_params``.
     """
 
     def __init__(self, num_classes: int = 7, features: tuple[str, ...] = DEFAULT_FEATURES, pool: int = 1,
                  backbone: str | None = FACEX_BACKBONE_DIR, in_channels: int = 1, sface_features: tuple[str, ...] = (),
                  sface_pool: int = sface.DEFAULT_POOL, sface_backbone: str | None = sface.SFACE_BACKBONE_DIR,
-                 mirror_views: bool = False) -> None:
+                 mirror_views: bool = False, finetune_blocks: int = 0, finetune_params: str = "all") -> None:
         super().__init__()
         if in_channels != 1:
             raise ValueError("FaceXNet takes grey faces (in_channels=1)")
         unknown = [f for f in features if f not in tap_names()]
         if unknown:
             raise ValueError(f"unknown facex feature(s) {unknown}; choose from {', '.join(tap_names())}")
+        _check_finetune(finetune_blocks, tuple(features), mirror_views)
+        if finetune_params not in FINETUNE_PARAMS:
+            raise ValueError(f"unknown finetune_params {finetune_params!r}; choose one of {', '.join(FINETUNE_PARAMS)}")
         unknown = [f for f in sface_features if f not in sface.tap_names()]
         if unknown:
             raise ValueError(f"unknown SFace feature(s) {unknown}; choose from {', '.join(sface.tap_names())}")
@@ -271,6 +330,26 @@ class FaceXNet(nn.Module):
             self.feature_dim += sum(sface.tap_channels(f) for f in self.sface_features) * sface_pool * sface_pool
         self.head = nn.Sequential(FeatureStandardiser(self.feature_dim), nn.Linear(self.feature_dim, num_classes))
         self.mirror_views = mirror_views
+        self.finetune_blocks = finetune_blocks
+        #: Block index of the first fine-tuned block (``len(BLOCKS)``: none); ``tuned[0]`` is that block.
+        self.first_tuned = len(BLOCKS) - finetune_blocks
+        self.tuned = nn.ModuleList(copy.deepcopy(b) for b in self.backbone.blocks[self.first_tuned:])
+        self.finetune_params = finetune_params
+
+    def tuned_parameters(self) -> list[nn.Parameter]:
+        """The parameters of the fine-tuned blocks that train (all, or with ``finetune_params="bias"`` the biases)."""
+        return [p for name, p in self.tuned.named_parameters()
+                if self.finetune_params == "all" or name.endswith("bias")]
+
+    @property
+    def trunk_tap(self) -> str:
+        """The map the fine-tuned blocks start from, ``block_<first_tuned - 1>_project`` (cached by the prefix)."""
+        return f"block_{self.first_tuned - 1}_project"
+
+    @property
+    def frozen_features(self) -> tuple[str, ...]:
+        """The facex taps that lie before the fine-tuned blocks (all of them when none is fine-tuned)."""
+        return tuple(f for f in self.features if tap_block(f) < self.first_tuned)
 
     @property
     def classifier(self) -> nn.Module:
@@ -302,9 +381,27 @@ class FaceXNet(nn.Module):
         return records
 
     def extract_facex(self, x: torch.Tensor) -> torch.Tensor:
-        """Model input ``float32 (B, 1, 48, 48)`` -> facex's pooled, concatenated taps ``float32 (B, D_facex)``."""
-        taps = self.backbone.forward_taps(to_facex_input(x), self.features)
-        return torch.cat([F.adaptive_avg_pool2d(taps[k], self.pool).flatten(1) for k in self.features], dim=1)
+        """Model input ``float32 (B, 1, 48, 48)`` -> facex's pooled, concatenated taps ``float32 (B, D_facex)``
+        (those of fine-tuned blocks from this model's own copies)."""
+        if not self.finetune_blocks:
+            taps = self.backbone.forward_taps(to_facex_input(x), self.features)
+            return torch.cat([F.adaptive_avg_pool2d(taps[k], self.pool).flatten(1) for k in self.features], dim=1)
+        frozen, trunk = self.extract_trunk(x)
+        return self.join_tuned(frozen, trunk)
+
+    def extract_trunk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Model input ``float32 (B, 1, 48, 48)`` -> what the public backbone gives a model with fine-tuned blocks:
+        the pooled frozen taps ``float32 (B, D_frozen)`` and the map the tuned blocks start from
+        ``float32 (B, C, H, W)`` (:attr:`trunk_tap`, e.g. block 13's projection: ``(B, 160, 6, 6)``)."""
+        taps = self.backbone.forward_taps(to_facex_input(x), (*self.frozen_features, self.trunk_tap))
+        frozen = [F.adaptive_avg_pool2d(taps[k], self.pool).flatten(1) for k in self.frozen_features]
+        trunk = taps[self.trunk_tap]
+        return (torch.cat(frozen, 1) if frozen else trunk.new_zeros(len(trunk), 0)), trunk
+
+    def join_tuned(self, frozen: torch.Tensor, trunk: torch.Tensor) -> torch.Tensor:
+        """The fine-tuned blocks on ``trunk`` ``float32 (B, C, H, W)``, their pooled taps placed with the pooled frozen
+        ones ``float32 (B, D_frozen)`` in :attr:`features` order -> ``float32 (B, D_facex)``."""
+        return join_tuned(self.tuned, self.first_tuned, self.features, self.pool, frozen, trunk)
 
     def extract_sface(self, x: torch.Tensor) -> torch.Tensor:
         """Model input ``float32 (B, 1, 48, 48)`` -> SFace's pooled taps ``float32 (B, D_sface)``."""
@@ -325,48 +422,27 @@ class FaceXNet(nn.Module):
         return self.classifier(self.views(x))  # (B, num_classes)
 
 
-class FaceXFeatures(nn.Module):
-    """The frozen prefix of a :class:`FaceXNet` (its features, not a copy): model input -> ``float32 (B, D)``.
+#: Which parameters of the fine-tuned blocks train: every one, or the biases only (BitFit).
+FINETUNE_PARAMS = ("all", "bias")
+#: Most of facex's last blocks a :class:`FaceXNet` fine-tunes (blocks 13-16: those on the last, 6x6 map and the
+#: stride-2 block into it).
+MAX_FINETUNE_BLOCKS = 4
 
-    Made by :func:`fer_core.models.architectures.split_for_finetune`; not a submodule of the model, so the
-    backbone's weights are stored once. With a second backbone its :meth:`parts` are cached apart (facex's
-    features of a face are computed once, whatever is concatenated to them). With the model's ``mirror_views``
-    the prefix gives ``float32 (B, 2, D)``, a face's features and its mirror image's, and :meth:`one_view` is the
-    prefix of one view (the mirror view's features are cached as those of the mirrored faces)."""
 
-    def __init__(self, model: FaceXNet, part: str | None = None, one_view: bool = False) -> None:
-        super().__init__()
-        self.model, self.part = model, part
-        self.mirror_views = model.mirror_views and part is None and not one_view
-
-    def one_view(self) -> FaceXFeatures:
-        """The same features of one view, ``float32 (B, D)``."""
-        return FaceXFeatures(self.model, self.part, one_view=True)
-
-    def cache_identity(self) -> dict:
-        """What the features depend on besides the faces: the backbone's weights (sha256), taps and pooling."""
-        m = self.model
-        if self.part == "sface":
-            return {"arch": "sface", "backbone_sha256": tensor_digest(m.sface), "features": list(m.sface_features),
-                    "pool": m.sface_pool}
-        identity = {"arch": "facex", "backbone_sha256": tensor_digest(m.backbone), "features": list(m.features),
-                    "pool": m.pool}
-        if self.part is None and m.sface_features:
-            identity["sface"] = FaceXFeatures(m, "sface").cache_identity()
-        return identity
-
-    def parts(self) -> list[FaceXFeatures]:
-        """One prefix per backbone, each with its own cache identity; their features concatenated are this one's."""
-        if self.part is not None or not self.model.sface_features:
-            return [self]
-        return [FaceXFeatures(self.model, "facex"), FaceXFeatures(self.model, "sface")]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.part == "facex":
-            return self.model.extract_facex(x)  # (B, D_facex)
-        if self.part == "sface":
-            return self.model.extract_sface(x)  # (B, D_sface)
-        return self.model.views(x) if self.mirror_views else self.model.extract(x)  # (B, [2,] feature_dim)
+def _check_finetune(finetune_blocks: int, features: tuple[str, ...], mirror_views: bool) -> None:
+    if not (isinstance(finetune_blocks, int) and 0 <= finetune_blocks <= MAX_FINETUNE_BLOCKS):
+        raise ValueError(f"finetune_blocks must be an integer from 0 to {MAX_FINETUNE_BLOCKS} (facex's last blocks), "
+                         f"got {finetune_blocks!r}")
+    if not finetune_blocks:
+        return
+    first = len(BLOCKS) - finetune_blocks
+    if "conv_last" in features:
+        raise ValueError("finetune_blocks fine-tunes blocks, not facex's conv_last: choose block taps as features")
+    if not any(tap_block(f) >= first for f in features):
+        raise ValueError(f"finetune_blocks={finetune_blocks} fine-tunes blocks {first}-{len(BLOCKS) - 1}, but no "
+                         f"feature ({', '.join(features)}) lies in them: add e.g. block_{len(BLOCKS) - 1}_project")
+    if mirror_views:
+        raise ValueError("finetune_blocks does not combine with mirror_views yet: drop one of them")
 
 
 def _provenance(source: str | None, default_dir: str) -> dict:

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 
 DELTA = 1e-5  # < 1 / N for FER2013 Training (28,709 rows)
 ACCOUNTANTS = ("prv", "rdp")
-DP_METHODS = ("dp-sgd", "scatternet", "two-stage", "public-features")
+DP_METHODS = ("dp-sgd", "scatternet", "two-stage", "public-features", "public-finetune")
+#: The methods that stand on public pretrained backbones (architecture ``facex``; every Training row private).
+PUBLIC_BACKBONE_METHODS = ("public-features", "public-finetune")
 
 
 class PrivacyError(ValueError):

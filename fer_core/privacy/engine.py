@@ -35,6 +35,10 @@ METHOD_NOTES = {
     "public-features": "DP-SGD of a linear head on the frozen features of a public backbone never trained on "
     "FER2013 (facex's MobileNetV2, with SFace's face-identity trunk where the card lists it), standardised with "
     "PublicTest statistics; every training row is private",
+    "public-finetune": "DP-SGD of the model's own copies of the last blocks of a public backbone never trained on "
+    "FER2013 (facex's MobileNetV2), initialised from the public weights, and of a linear head, on the frozen "
+    "backbone's cached earlier outputs (with SFace's face-identity features where the card lists them); "
+    "standardised with PublicTest statistics; every training row is private",
 }
 
 

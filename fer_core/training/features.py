@@ -5,7 +5,7 @@ A private run that trains only a head over a frozen public backbone (:class:`fer
 ``--trainable head``) needs the backbone's features of every face; at 200x200 px they cost ~25 min of one
 CPU thread for FER2013's 35,887 faces, so they are stored and reused by later runs. The file name is keyed by
 what determines the features and nothing else: the prefix's identity (the sha256 of the backbone's weights,
-the taps and the pooling; :meth:`fer_core.models.facex.FaceXFeatures.cache_identity`), the data file's sha256
+the taps and the pooling; :meth:`fer_core.models.facex_parts.FaceXFeatures.cache_identity`), the data file's sha256
 and the sha256 of the exact ``uint8`` faces. Features of training rows never leave this cache: only the DP
 head trained on them does.
 """
@@ -64,13 +64,19 @@ def _fastest(prefix: nn.Module, probe: torch.Tensor) -> tuple[object, str]:
     return run, "onnx"
 
 
-@torch.inference_mode()
 def compute_features(prefix: nn.Module, images: np.ndarray, batch_size: int = 64,
                      progress: bool = True) -> torch.Tensor:
     """``prefix`` on ``uint8 (N, 48, 48)`` faces in batches (eval mode; on ONNX Runtime where it reproduces
     torch, see :func:`_fastest`) -> ``float32 (N, D)``."""
     prefix.eval()
+    # Outside inference mode: a prefix may share its model with a tail that trains (facex's tuned blocks), whose
+    # weights must not become inference tensors.
     prefix = prefix.to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        return _compute(prefix, images, batch_size, progress)
+
+
+def _compute(prefix: nn.Module, images: np.ndarray, batch_size: int, progress: bool) -> torch.Tensor:
     run, runtime = _fastest(prefix, to_model_input(images[:8]))
     parts, start = [], time.perf_counter()
     for i in range(0, len(images), batch_size):
@@ -103,7 +109,7 @@ def cached_features(prefix: nn.Module, images: np.ndarray, data_sha256: str,
 
     Args:
         prefix: a frozen prefix with ``cache_identity() -> dict`` (e.g.
-            :class:`fer_core.models.facex.FaceXFeatures`); one with ``parts()`` (two backbones) is cached per
+            :class:`fer_core.models.facex_parts.FaceXFeatures`); one with ``parts()`` (two backbones) is cached per
             part and the parts' features concatenated; one with ``mirror_views`` (and ``one_view()``) gives
             each face's features and its mirror image's, the latter cached as the features of the mirrored faces.
         images: ``uint8 (N, 48, 48)``. data_sha256: the data file's sha256 (recorded in the key).
@@ -137,7 +143,7 @@ def cached_features(prefix: nn.Module, images: np.ndarray, data_sha256: str,
     np.save(tmp, feats.numpy())
     os.replace(tmp, path)
     (path.parent / "identity.json").write_text(json.dumps(identity, indent=2) + "\n")
-    return feats
+    return torch.from_numpy(feats.numpy())  # not an inference tensor (as read from the cache): a tail may save it
 
 
 @torch.inference_mode()

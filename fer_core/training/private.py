@@ -18,6 +18,10 @@ Four methods (``TrainConfig.dp_method``), one loop:
   (:mod:`fer_core.training.features`); the head's standardisation buffers are set from the *selection*
   split's features (PublicTest), never from Training rows, so nothing computed from a training row
   escapes the accountant. Every Training row is private.
+* ``public-finetune`` - the same public backbones, and DP-SGD also fine-tunes the model's own copies of facex's
+  last blocks (``--trainable last-block``, ``--model-args '{"finetune_blocks": 3}'``: blocks 14-16) on the frozen
+  backbone's cached output before them (:mod:`fer_core.models.facex_parts`); the public weights themselves stay
+  frozen and shared. Every Training row is private.
 
 Privacy: Poisson sampling (Opacus ``DPDataLoader``), per-sample clipping to ``max_grad_norm``,
 Gaussian noise ``noise_multiplier * max_grad_norm``; the noise multiplier comes from a target
@@ -61,7 +65,14 @@ from fer_core.data.augment import augment_batch
 from fer_core.data.preprocess import to_model_input
 from fer_core.models.architectures import MirrorViews, split_for_finetune
 from fer_core.models.checkpoint import repo_relative
-from fer_core.privacy.accounting import DP_METHODS, PrivacyError, noise_multiplier_for, sampling_plan, spent_epsilon
+from fer_core.privacy.accounting import (
+    DP_METHODS,
+    PUBLIC_BACKBONE_METHODS,
+    PrivacyError,
+    noise_multiplier_for,
+    sampling_plan,
+    spent_epsilon,
+)
 from fer_core.privacy.engine import PrivateLoader, make_private, privacy_block
 from fer_core.training.config import TrainConfig
 from fer_core.training.distributed import SINGLE, DistContext, all_reduce_sum, rank_seed
@@ -97,14 +108,19 @@ def check_private_config(cfg: TrainConfig) -> None:
         raise PrivacyError("give exactly one of a target epsilon (--epsilon) or --noise-multiplier")
     if cfg.dp_method == "scatternet" and cfg.arch != "scatternet":
         raise PrivacyError(f"dp_method 'scatternet' trains the scatternet architecture, not {cfg.arch!r}")
-    if (cfg.dp_method == "public-features") != (cfg.arch == "facex"):
-        raise PrivacyError("dp_method 'public-features' and arch 'facex' go together "
-                           f"(got {cfg.dp_method!r} with {cfg.arch!r})")
+    public = cfg.dp_method in PUBLIC_BACKBONE_METHODS
+    if public != (cfg.arch == "facex"):
+        raise PrivacyError(f"dp_method {' or '.join(map(repr, PUBLIC_BACKBONE_METHODS))} and arch 'facex' go "
+                           f"together (got {cfg.dp_method!r} with {cfg.arch!r})")
     if cfg.dp_method == "public-features" and (cfg.trainable != "head" or cfg.init_from):
         raise PrivacyError("public-features trains the head only, from the public backbone: use --trainable head "
-                           "and no --init-from")
-    if cfg.dp_method == "public-features" and cfg.val_split == cfg.train_split:
-        raise PrivacyError("public-features standardises with the selection split's statistics: "
+                           "and no --init-from (public-finetune also fine-tunes the backbone's last blocks)")
+    if cfg.dp_method == "public-finetune" and (cfg.trainable != "last-block" or cfg.init_from
+                                               or not cfg.model_args.get("finetune_blocks")):
+        raise PrivacyError("public-finetune trains copies of the public backbone's last blocks and the head: use "
+                           "--trainable last-block, --model-args '{\"finetune_blocks\": N}' (1-4) and no --init-from")
+    if public and cfg.val_split == cfg.train_split:
+        raise PrivacyError(f"{cfg.dp_method} standardises with the selection split's statistics: "
                            "--val-split must not be the training split")
     if cfg.dp_method == "two-stage" and not cfg.init_from:
         raise PrivacyError(
@@ -297,7 +313,7 @@ class PrivateStrategy:
             print("note: private training runs on the CPU path of this loop", file=sys.stderr)
         model.to(memory_format=torch.contiguous_format)
         prefix, self.tail = split_for_finetune(model, cfg.trainable)
-        trainable = {id(p) for p in self.tail.parameters()}
+        trainable = {id(p) for p in getattr(self.tail, "trainable_parameters", self.tail.parameters)()}
         for p in model.parameters():
             p.requires_grad_(id(p) in trainable)
         self.raw = isinstance(prefix, nn.Identity)
@@ -311,12 +327,19 @@ class PrivateStrategy:
             self.val_in = prefix_features(prefix, val_x, sha256, library=library, progress=show)
             views = isinstance(self.tail, MirrorViews)  # features (N, 2, ...): a face and its mirror image
             head = self.tail.head if views else self.tail
+            tuned = hasattr(head, "head_input")  # fine-tuned blocks before the head (facex --trainable last-block)
+            head = head.head if tuned else head
             standardiser = head[0] if isinstance(head, nn.Sequential) else None
             if hasattr(standardiser, "set_statistics"):  # public statistics only (never Training rows)
                 per_channel = getattr(standardiser, "per_channel", False)
                 public = self.val_in.flatten(0, 1) if views else self.val_in  # both views standardised alike
+                if tuned:  # the head's inputs through the tuned blocks as they start (the public weights)
+                    with torch.no_grad():
+                        public = torch.cat([self.tail.head_input(public[i: i + 1024])
+                                            for i in range(0, len(public), 1024)])
                 standardiser.set_statistics(*public_statistics(public, ctx, per_channel=per_channel))
-                self.standardisation = f"{cfg.val_split} statistics"
+                self.standardisation = f"{cfg.val_split} statistics" + (
+                    " of the features at the public weights (fixed while the blocks are fine-tuned)" if tuned else "")
         self.feature_s = time.perf_counter() - t_features
         if not self.raw and cfg.augment and ctx.is_main:
             print("note: --augment is not applied: this run trains on features computed once from the faces as they "
@@ -414,6 +437,9 @@ class PrivateStrategy:
             block["stage1_checkpoint"] = repo_relative(cfg.init_from)
         if self.standardisation:
             block["feature_standardisation"] = self.standardisation
-        if cfg.dp_method == "public-features":
+        if cfg.dp_method in PUBLIC_BACKBONE_METHODS:
             block["public_backbones"] = self.model.provenances()
+        if cfg.dp_method == "public-finetune":
+            first, last = self.model.first_tuned, self.model.first_tuned + self.model.finetune_blocks - 1
+            block["finetuned_blocks"] = f"facex blocks {first}-{last} (the model's own copies, from the public weights)"
         return reference_block(block) if self.reference else block

@@ -129,11 +129,11 @@ def evaluate_chosen(cfg: TrainConfig, model_args: dict, ds: FERDataset, out: Pat
 
 
 def cached_head_predictor(model: nn.Module, cfg: TrainConfig, data_sha256: str, library: np.ndarray | None = None):
-    """For a head over a frozen public backbone (a prefix with ``cache_identity``, e.g. facex): faces ->
+    """For a tail over a frozen public backbone (a prefix with ``cache_identity``, e.g. facex): faces ->
     probabilities through the on-disk feature cache (:mod:`fer_core.training.features`; the same prefix
     and weights as a full forward pass, which ``python -m fer_core evaluate`` runs), else None."""
-    if cfg.trainable != "head" or not cfg.dp_method:
-        return None  # only private runs train a head over a frozen prefix
+    if cfg.trainable not in ("head", "last-block") or not cfg.dp_method:
+        return None  # only private runs train a head (or the last blocks and a head) over a frozen prefix
     prefix, tail = split_for_finetune(model, cfg.trainable)
     if not hasattr(prefix, "cache_identity"):
         return None
