@@ -387,7 +387,7 @@ class FaceXNet(nn.Module):
             taps = self.backbone.forward_taps(to_facex_input(x), self.features)
             return torch.cat([F.adaptive_avg_pool2d(taps[k], self.pool).flatten(1) for k in self.features], dim=1)
         frozen, trunk = self.extract_trunk(x)
-        return self.join_tuned(frozen, trunk)
+        return join_tuned(self.tuned, self.first_tuned, self.features, self.pool, frozen, trunk)  # (B, D_facex)
 
     def extract_trunk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Model input ``float32 (B, 1, 48, 48)`` -> what the public backbone gives a model with fine-tuned blocks:
@@ -397,11 +397,6 @@ class FaceXNet(nn.Module):
         frozen = [F.adaptive_avg_pool2d(taps[k], self.pool).flatten(1) for k in self.frozen_features]
         trunk = taps[self.trunk_tap]
         return (torch.cat(frozen, 1) if frozen else trunk.new_zeros(len(trunk), 0)), trunk
-
-    def join_tuned(self, frozen: torch.Tensor, trunk: torch.Tensor) -> torch.Tensor:
-        """The fine-tuned blocks on ``trunk`` ``float32 (B, C, H, W)``, their pooled taps placed with the pooled frozen
-        ones ``float32 (B, D_frozen)`` in :attr:`features` order -> ``float32 (B, D_facex)``."""
-        return join_tuned(self.tuned, self.first_tuned, self.features, self.pool, frozen, trunk)
 
     def extract_sface(self, x: torch.Tensor) -> torch.Tensor:
         """Model input ``float32 (B, 1, 48, 48)`` -> SFace's pooled taps ``float32 (B, D_sface)``."""

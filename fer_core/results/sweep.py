@@ -91,8 +91,8 @@ RECIPES["public-features"] = dict(arch="facex", model_args={"sface_features": ["
                                   trainable="head", physical_batch_size=4096)
 # The same features, and DP-SGD also fine-tunes the biases of the model's own copy of facex's block 16 (BitFit, Bu et
 # al. 2022: 2,240 more trainable values, against ~470k for the block's weights) on the cached output of block 15.
-# Measured here (2 threads): ~150 s per epoch with block 16, ~360 s with blocks 14-16 (the blocks' forward and
-# backward on 28,709 faces, not Opacus, is most of it), against seconds for the head alone.
+# Run logs here (2 threads, not a result file): ~120 s per epoch with block 16, ~360 s with blocks 14-16 (the blocks'
+# forward and backward on 28,709 faces, not Opacus, is most of it), against seconds for the head alone.
 RECIPES["public-finetune"] = {**RECIPES["public-features"], "trainable": "last-block", "physical_batch_size": 512,
                               "model_args": {"sface_features": ["conv_13"], "finetune_blocks": 1,
                                              "finetune_params": "bias"}}
