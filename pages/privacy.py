@@ -15,7 +15,13 @@ from fer_core.app.support import (
 from fer_core.privacy.accounting import ACCOUNTANTS, DELTA, PrivacyError
 from fer_core.privacy.engine import METHOD_NOTES
 from fer_core.results.files import reference_rows, sweep_path, sweep_rows
-from fer_core.results.tables import card_row, history_rows, privacy_details, randomness_warning
+from fer_core.results.tables import (
+    card_row,
+    history_rows,
+    privacy_details,
+    public_pretrained_card,
+    randomness_warning,
+)
 from fer_core.results.views import class_sizes, expected_accuracy_rows, privacy_cost_rows, training_faces
 
 through_app()  # a page URL opened before app.py ran: app.py runs it
@@ -46,19 +52,25 @@ if not rows:
             "`python -m fer_core sweep`: it trains each private method at several ε and writes that CSV.")
 else:
     base_acc = card_row(base)["PrivateTest accuracy"] if base is not None else None
-    st.plotly_chart(tradeoff_figure(rows, baseline_accuracy=base_acc, references=references), key="tradeoff")
+    public = public_pretrained_card(cards)
+    public_acc = public.metrics("PrivateTest").get("accuracy") if public is not None else None
+    st.plotly_chart(tradeoff_figure(rows, baseline_accuracy=base_acc, references=references,
+                                    public_pretrained_accuracy=public_acc), key="tradeoff")
     for m in methods:
         if m in METHOD_NOTES:
             st.markdown(f"- **{m}**: {METHOD_NOTES[m]}")
     st.dataframe(pd.DataFrame(rows).drop(columns=["command"], errors="ignore"), hide_index=True, width="stretch")
 
     st.subheader("What privacy costs each method")
-    cost = privacy_cost_rows(rows, references)
+    cost = privacy_cost_rows(rows, references, end_to_end=public_acc)
     if cost:
         st.markdown("Each method's **non-private reference** (dotted line) is the same model, trained on the same "
                     "rows with the same features and loop, without noise or clipping (learning rate chosen on "
                     "PublicTest): the gap to it is what differential privacy costs that method. The dashed line is "
-                    "the FER2013-only baseline, a different model.")
+                    "the FER2013-only baseline, a different model."
+                    + (f" The dash-dot line is **{public.name}**, a non-private model with the same public "
+                       "pretraining as the public-data methods but every layer fine-tuned on Training: the gap to "
+                       "it is what privacy and a frozen backbone cost together." if public is not None else ""))
         st.dataframe(pd.DataFrame(cost), hide_index=True, width="stretch")
     else:
         st.info("No non-private references yet: `python -m fer_core sweep --reference` trains one per method "

@@ -132,9 +132,9 @@ def test_compare_without_dataset_warns(app, tmp_path, monkeypatch):
 # --- Privacy trade-off -------------------------------------------------------------------------------------------
 
 
-def write_sweep(path):
+def write_sweep(path, methods=(("scatternet", 0.45), ("two-stage", 0.55))):
     rows = []
-    for method, base in (("scatternet", 0.45), ("two-stage", 0.55)):
+    for method, base in methods:
         for i, eps in enumerate((0.5, 1.0, 2.0, 4.0, 8.0)):
             row = {c: "" for c in SWEEP_COLUMNS}
             row.update(method=method, epsilon=eps * 0.98, target_epsilon=eps, delta=1e-5, accountant="prv",
@@ -180,6 +180,50 @@ def test_privacy_page_draws_each_methods_non_private_reference_and_its_cost(app,
     mine = [r for r in sweep if r["method"] == "scatternet"]
     assert list(cost["method"]) == ["scatternet"] * len(mine)  # two-stage has no reference
     assert list(cost["cost of privacy"]) == [f"{100 * (0.6 - r['privatetest_accuracy']):.1f} points" for r in mine]
+
+
+@pytest.fixture(scope="module")
+def e2e_ckpt(tmp_path_factory):
+    """A tiny non-private mobilenetv2 checkpoint that started from facex's public weights (its card as a plain run
+    writes it: top-level ``public_backbones``)."""
+    from fer_core.models.architectures import build_model, model_arguments
+    from fer_core.models.checkpoint import save_checkpoint
+
+    d = tmp_path_factory.mktemp("ck") / "fer2013_mobilenetv2"
+    args = model_arguments("mobilenetv2", input_size=32)
+    model = build_model("mobilenetv2", **args)
+    card = {"name": "fer2013_mobilenetv2", "arch": "mobilenetv2", "model_args": args, "classes": list(EMOTIONS),
+            "metrics": {"PublicTest": {"accuracy": 0.66}, "PrivateTest": {"accuracy": 0.67, "macro_f1": 0.6}},
+            "public_backbones": model.provenances()}
+    save_checkpoint(d, model, card)
+    return d
+
+
+def test_privacy_page_draws_the_end_to_end_public_pretrained_model_and_the_gap_to_it(app, e2e_ckpt, dp_ckpt, tmp_path,
+                                                                                      monkeypatch):
+    import fer_core.app.support as support
+    from fer_core.results.files import REFERENCE_COLUMNS, write_reference
+    from fer_core.results.views import END_TO_END_COLUMN
+
+    monkeypatch.setattr(support, "list_checkpoints", lambda: [BASELINE, dp_ckpt, e2e_ckpt])
+    rows = write_sweep(tmp_path / "sweep.csv", (("scatternet", 0.45), ("public-features", 0.57)))
+    ref = {c: "" for c in REFERENCE_COLUMNS}
+    write_reference([{**ref, "method": m, "privatetest_accuracy": 0.64} for m in ("scatternet", "public-features")],
+                    tmp_path / "ref.csv")
+    monkeypatch.setenv("FER_SWEEP_RESULTS", str(tmp_path / "sweep.csv"))
+    monkeypatch.setenv("FER_REFERENCE_RESULTS", str(tmp_path / "ref.csv"))
+    open_page(app, "pages/privacy.py")
+    tradeoff = next(json.loads(c.proto.spec) for c in app.get("plotly_chart")
+                    if "public-features" in [t["name"] for t in json.loads(c.proto.spec)["data"]])
+    shapes = {s["line"]["dash"]: s["y0"] for s in tradeoff["layout"]["shapes"]}
+    assert shapes["dashdot"] == pytest.approx(0.67)  # the end-to-end model's PrivateTest accuracy
+    assert shapes["dash"] == pytest.approx(read_card(BASELINE)["metrics"]["PrivateTest"]["accuracy"])
+    assert any("fer2013_mobilenetv2" in m.value and "dash-dot" in m.value for m in app.markdown)
+    cost = next(d.value for d in app.dataframe if END_TO_END_COLUMN in d.value.columns)
+    got = {(m, e): v for m, e, v in zip(cost["method"], cost["ε"], cost[END_TO_END_COLUMN], strict=True)}
+    want = {(r["method"], round(r["epsilon"], 2)): f"{100 * (0.67 - r['privatetest_accuracy']):.1f} points"
+            if r["method"] == "public-features" else "—" for r in rows}
+    assert got == want  # the gap for the methods that stand on public weights only
 
 
 def test_privacy_page_tradeoff_and_table(app, sweep):

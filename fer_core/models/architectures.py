@@ -13,7 +13,9 @@ And, for differentially private training, :class:`ScatterNet`: fixed (data-indep
 scattering features (Oyallon & Mallat 2015, via ``kymatio``) with a small trainable CNN on top,
 as in Tramer & Boneh 2021, "Differentially Private Learning Needs Better Features", and
 :class:`fer_core.models.facex.FaceXNet` (``facex``): a linear head on the frozen features of a public
-MobileNetV2 emotion net (the ``facex`` wheel's, never trained on FER2013), whose only trainable part is the head.
+MobileNetV2 emotion net (the ``facex`` wheel's, never trained on FER2013), whose only trainable part is the head;
+and their non-private reference, :class:`fer_core.models.mobilenet.MobileNetV2` (``mobilenetv2``): the same network
+with every layer fine-tuned.
 
 Every model maps ``float32 (B, 1, 48, 48)`` (normalised by :func:`fer_core.data.preprocess.to_model_input`)
 to logits ``float32 (B, num_classes)``; global average pooling makes them accept other sizes too.
@@ -33,6 +35,7 @@ from torch import nn
 
 from fer_core.models.facex import FaceXNet, FeatureStandardiser, tensor_digest
 from fer_core.models.facex_parts import FaceXFeatures, FaceXTrunk, FaceXTunedTail
+from fer_core.models.mobilenet import MobileNetV2
 from fer_core.models.views import MULTIPLICITIES, MirrorViews, mirror_views
 
 ARCHITECTURES = ("cnn", "resnet", "fusion")  # the three compared on the same budget
@@ -400,6 +403,7 @@ def split_for_finetune(model: nn.Module, trainable: str) -> tuple[nn.Module, nn.
 
 _REGISTRY: dict[str, type[nn.Module]] = {
     "cnn": PlainCNN, "resnet": ResNet48, "fusion": FusionNet, "scatternet": ScatterNet, "facex": FaceXNet,
+    "mobilenetv2": MobileNetV2,
 }
 #: Every architecture :func:`build_model` knows (the ``--arch`` choices).
 ALL_ARCHITECTURES: tuple[str, ...] = tuple(_REGISTRY)

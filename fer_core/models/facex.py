@@ -213,11 +213,11 @@ class FaceXBackbone(nn.Module):
         return self.forward_taps(x, ("logits",))["logits"]  # (B, 7)
 
 
-def to_facex_input(x: torch.Tensor, mean: float = 0.5, std: float = 0.25) -> torch.Tensor:
-    """This project's model input -> facex's: ``float32 (B, 1, 48, 48)`` normalised -> ``(B, 3, 200, 200)`` in
+def to_facex_input(x: torch.Tensor, mean: float = 0.5, std: float = 0.25, size: int = INPUT_SIZE) -> torch.Tensor:
+    """This project's model input -> facex's: ``float32 (B, 1, 48, 48)`` normalised -> ``(B, 3, size, size)`` in
     [0, 1] (undo ``(x/255 - mean) / std``, bilinear resize without corner alignment, grey to 3 channels)."""
     x = (x * std + mean).clamp(0.0, 1.0)
-    x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     return x.expand(-1, 3, -1, -1).contiguous()
 
 
@@ -371,13 +371,13 @@ class FaceXNet(nn.Module):
 
     def provenance(self) -> dict:
         """facex's provenance record (``provenance.json`` beside its weights; {} for a random backbone)."""
-        return _provenance(self.backbone_source, FACEX_BACKBONE_DIR)
+        return provenance_record(self.backbone_source, FACEX_BACKBONE_DIR)
 
     def provenances(self) -> list[dict]:
         """The provenance record of every public backbone the features stand on (facex's, then SFace's)."""
         records = [self.provenance()]
         if self.sface_features:
-            records.append(_provenance(self.sface_source, sface.SFACE_BACKBONE_DIR))
+            records.append(provenance_record(self.sface_source, sface.SFACE_BACKBONE_DIR))
         return records
 
     def extract_facex(self, x: torch.Tensor) -> torch.Tensor:
@@ -440,7 +440,7 @@ def _check_finetune(finetune_blocks: int, features: tuple[str, ...], mirror_view
         raise ValueError("finetune_blocks does not combine with mirror_views yet: drop one of them")
 
 
-def _provenance(source: str | None, default_dir: str) -> dict:
+def provenance_record(source: str | None, default_dir: str) -> dict:
     """A converted backbone's provenance (``provenance.json`` beside its weights), trimmed for a model card."""
     if source is None:
         return {}

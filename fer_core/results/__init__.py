@@ -112,10 +112,12 @@ from fer_core.results.tables import (
     privacy_details,
     privacy_text,
     public_data_text,
+    public_pretrained_card,
     randomness_warning,
     summary_rows,
 )
 from fer_core.results.views import (
+    END_TO_END_COLUMN,
     LIVE,
     benchmark_filter,
     class_sizes,
@@ -140,6 +142,7 @@ __all__ = [
     "BEGIN",
     "BENCHMARK_COLUMNS",
     "END",
+    "END_TO_END_COLUMN",
     "EPSILONS",
     "FERPLUS_CHECKPOINT",
     "FIGURES",
@@ -205,6 +208,7 @@ __all__ = [
     "per_class_table",
     "privacy_details",
     "public_data_text",
+    "public_pretrained_card",
     "privacy_text",
     "randomness_warning",
     "read_architectures",

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from fer_core.models.checkpoint import CHECKPOINT_DIR, DEFAULT_CHECKPOINT, list_checkpoints, read_card
+from fer_core.privacy.accounting import PUBLIC_BACKBONE_METHODS
 from fer_core.results.files import (
     ARCH_RESULTS,
     AUDIT_RESULTS,
@@ -32,7 +33,13 @@ from fer_core.results.files import (
     read_twin_audit,
 )
 from fer_core.results.speed import measured_on
-from fer_core.results.tables import benchmark_rows, card_row, distillation_text, privacy_costs
+from fer_core.results.tables import (
+    benchmark_rows,
+    card_row,
+    distillation_text,
+    privacy_costs,
+    public_pretrained_card,
+)
 from fer_core.training.config import FREE_OPTIONS
 
 README = CHECKPOINT_DIR.parent / "README.md"
@@ -355,6 +362,33 @@ def students_section(checkpoint_dir: Path = CHECKPOINT_DIR, peers_path: Path = P
     return "\n".join(parts).rstrip()
 
 
+def end_to_end_text(checkpoint_dir: Path = CHECKPOINT_DIR, sweep_path: Path | None = None) -> str | None:
+    """A Markdown paragraph on the shipped non-private model with the private models' public pretraining, fine-tuned
+    end to end (:func:`~fer_core.results.tables.public_pretrained_card`): its accuracy, what the best DP run on the
+    same public weights (:data:`~fer_core.privacy.accounting.PUBLIC_BACKBONE_METHODS`) at target ε 8 and 1 is
+    below it, in PrivateTest points, and its command; None when no such model is shipped."""
+    card = public_pretrained_card([read_card(d) for d in list_checkpoints(checkpoint_dir)])
+    if card is None:
+        return None
+    test = card.metrics("PrivateTest").get("accuracy")
+    sweep = [r for r in read_sweep(sweep_path or SWEEP_RESULTS) if r["method"] in PUBLIC_BACKBONE_METHODS]
+    gaps = []
+    for eps in (8.0, 1.0):
+        runs = [r for r in sweep if r.get("target_epsilon") == eps and r.get("privatetest_accuracy") is not None]
+        if runs and test is not None:
+            best = max(runs, key=lambda r: r.get("publictest_accuracy") or 0.0)  # chosen on PublicTest
+            gaps.append(f"{best['method']} at ε = {eps:g} is {100 * (test - best['privatetest_accuracy']):.2f} "
+                        "points below it")
+    backbones = ", ".join(f"`{r.get('name')}` ({r.get('package')} {r.get('version')})"
+                          for r in card["public_backbones"])
+    args = card.get("model_args") or {}
+    return (f"**The same public pretraining, end to end, not private.** `{card.name}` ({card.arch} at "
+            f"{args.get('input_size')} px, started from {backbones}; every layer fine-tuned on Training, chosen on "
+            f"PublicTest): PublicTest {_pct(card.metrics('PublicTest').get('accuracy'))} %, PrivateTest "
+            f"**{_pct(test)} %**" + (f"; {'; '.join(gaps)}" if gaps else "") + ". The Privacy trade-off page "
+            f"draws it as a dash-dot line. Produced by `{card['command']}`.")
+
+
 def _lineage_commands(card: dict) -> str:
     """The commands that produced a checkpoint, its ancestors' first (``init_from`` chain)."""
     chain, parent = [], card.get("init_from")
@@ -405,6 +439,8 @@ def render_results() -> str:
                   "Each method's recipe run through the same loop with no noise and no clipping (plain SGD on the "
                   "same model, rows and features; learning rate chosen on PublicTest): not private, the yardstick "
                   "of that method's DP runs. Costs in PrivateTest percentage points.", "", reference_table()]
+    if (end_to_end := end_to_end_text()) is not None:
+        parts += ["", end_to_end]
     parts += ["", "### Membership-inference audit on twins (same distribution)", "",
               "Each audited model's recipe (the shipped models', and the two-stage sweep runs', no longer shipped "
               "since public-features beats them at every ε), retrained as K twins on seeded random halves of its "

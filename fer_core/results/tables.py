@@ -225,9 +225,13 @@ def public_data_text(card: dict) -> str | None:
     """For a model standing on public pretrained weights (a card whose privacy block lists ``public_backbones``,
     or the older single ``public_backbone``): one Markdown sentence naming each backbone's package and version,
     what it was trained on, its licence and its disjointness test (AUC of the membership test on FER2013
-    Training vs PrivateTest rows), and that ε covers every training row; None for any other model."""
-    p = as_card(card).privacy
-    records = p.get("public_backbones") or ([p["public_backbone"]] if p.get("public_backbone") else [])
+    Training vs PrivateTest rows), and that ε covers every training row; for a non-private model that started
+    from public weights (top-level ``public_backbones``), that it was then trained on Training without privacy;
+    None for any other model."""
+    c = as_card(card)
+    p = c.privacy
+    records = (p.get("public_backbones") or ([p["public_backbone"]] if p.get("public_backbone") else [])
+               or c.get("public_backbones") or [])
     records = [r for r in records if r]
     if not records:
         return None
@@ -237,9 +241,21 @@ def public_data_text(card: dict) -> str | None:
         parts.append(f"`{r.get('name', '?')}` from the `{r.get('package', '?')}` {r.get('version', '')} wheel "
                      f"(trained on {r.get('trained_on', 'undisclosed data')}; {r.get('license', 'licence unknown')}"
                      + (f"; disjointness AUC {auc:.3f}" if isinstance(auc, int | float) else "") + ")")
+    if not c.is_private:
+        return ("Starts from public weights never trained on FER2013: " + " and ".join(parts) + "; every layer "
+                "then trained on FER2013's Training split, without differential privacy.")
     rows = p.get("private_rows")
     return ("Stands on public weights never trained on FER2013: " + " and ".join(parts) + ". Its ε covers "
             + (f"all {rows:,} training rows" if isinstance(rows, int) else "every training row") + ".")
+
+
+def public_pretrained_card(cards: dict[str, dict] | Iterable[dict]) -> ModelCard | None:
+    """The non-private model that started from public weights (a top-level ``public_backbones``: ``mobilenetv2``
+    fine-tuned end to end), the best on PublicTest if several: the fair non-private reference of the models that
+    stand on the same public weights. ``cards``: ``{folder: card}`` or cards; None when there is none."""
+    found = [c for c in map(as_card, cards.values() if isinstance(cards, dict) else cards)
+             if not c.is_private and c.get("public_backbones")]
+    return max(found, key=lambda c: c.metrics("PublicTest").get("accuracy") or 0.0, default=None)
 
 
 def privacy_details(card: dict) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from fer_core import EMOTIONS
+from fer_core.privacy.accounting import PUBLIC_BACKBONE_METHODS
 from fer_core.results.files import PEERS_COMMAND, finite_or_none
 from fer_core.results.speed import measured_on
 from fer_core.results.sweep import expected_accuracy
@@ -136,20 +137,36 @@ def expected_accuracy_rows(sweep_rows: list[dict], methods: Iterable[str], epsil
     return out
 
 
-def privacy_cost_rows(sweep_rows: Iterable[dict], references: Iterable[dict]) -> list[dict]:
+def privacy_cost_rows(sweep_rows: Iterable[dict], references: Iterable[dict],
+                      end_to_end: float | None = None) -> list[dict]:
     """What privacy costs each method: per sweep run, its PrivateTest accuracy beside the method's non-private
     reference and the difference (:func:`fer_core.results.tables.privacy_costs`).
 
     Args:
         sweep_rows: :func:`fer_core.results.files.sweep_rows` rows.
         references: :func:`fer_core.results.files.reference_rows` rows.
+        end_to_end: PrivateTest accuracy (0-1) of a non-private model with the same public pretraining fine-tuned end
+            to end (:func:`fer_core.app.support.public_pretrained_card`); adds a column, for the methods that stand
+            on public weights (:data:`~fer_core.privacy.accounting.PUBLIC_BACKBONE_METHODS`), with how far each run
+            is below it.
 
     Returns:
         ``{"method", "ε", "PrivateTest accuracy", "non-private reference", "cost of privacy"}`` rows (accuracies as
         ``"61.2%"``, the cost in percentage points, e.g. ``"2.1 points"``), by method and ε; methods without a
-        reference are left out.
+        reference are left out. With ``end_to_end``, also ``"below end-to-end fine-tuning"`` (``"6.5 points"``, or
+        ``"—"`` for a method that does not stand on public weights).
     """
-    return [{"method": c["method"], "ε": round(c["epsilon"], 2), _ACC: f"{100 * c['accuracy']:.1f}%",
-             "non-private reference": f"{100 * c['reference']:.1f}%",
-             "cost of privacy": f"{100 * c['cost']:.1f} points"}
-            for c in privacy_costs(sweep_rows, references)]
+    rows = []
+    for c in privacy_costs(sweep_rows, references):
+        row = {"method": c["method"], "ε": round(c["epsilon"], 2), _ACC: f"{100 * c['accuracy']:.1f}%",
+               "non-private reference": f"{100 * c['reference']:.1f}%",
+               "cost of privacy": f"{100 * c['cost']:.1f} points"}
+        if end_to_end is not None:
+            row[END_TO_END_COLUMN] = (f"{100 * (end_to_end - c['accuracy']):.1f} points"
+                                      if c["method"] in PUBLIC_BACKBONE_METHODS else "—")
+        rows.append(row)
+    return rows
+
+
+#: The column of :func:`privacy_cost_rows` measured against the end-to-end fine-tuned public-pretrained model.
+END_TO_END_COLUMN = "below end-to-end fine-tuning"

@@ -61,6 +61,10 @@ def build_card(
 ) -> dict:
     """The model card of a finished run (see :mod:`fer_core.models.checkpoint`).
 
+    A non-private model standing on public pretrained weights (``model.provenances()``, e.g.
+    :class:`~fer_core.models.mobilenet.MobileNetV2`) lists them as ``public_backbones``; a private one lists them in
+    its ``privacy`` block, which its strategy builds.
+
     ``processes`` (``{"world_size", "backend"}`` of a data-parallel run) goes to ``hardware.distributed``.
     """
     card = {
@@ -99,6 +103,8 @@ def build_card(
         card["hardware"]["distributed"] = processes
     if cfg.init_from:
         card["init_from"] = lineage(read_card(cfg.init_from), cfg.init_from)
+    if privacy is None and getattr(model, "provenances", None) and model.provenances():
+        card["public_backbones"] = model.provenances()  # a private card lists them in its privacy block
     return card
 
 
