@@ -52,7 +52,7 @@ if not rows:
             "`python -m fer_core sweep`: it trains each private method at several ε and writes that CSV.")
 else:
     base_acc = card_row(base)["PrivateTest accuracy"] if base is not None else None
-    public = public_pretrained_card(cards)
+    public = public_pretrained_card(cards.values())
     public_acc = public.metrics("PrivateTest").get("accuracy") if public is not None else None
     st.plotly_chart(tradeoff_figure(rows, baseline_accuracy=base_acc, references=references,
                                     public_pretrained_accuracy=public_acc), key="tradeoff")

@@ -384,5 +384,5 @@ def test_the_public_pretrained_reference_is_the_best_non_private_card_on_public_
 
     cards = {"a": card("a", 0.60), "b": card("b", 0.65), "dp": card("dp", 0.9, private=True),
              "plain": card("plain", 0.95, backbones=())}
-    assert public_pretrained_card(cards).name == "b"  # chosen on PublicTest; private and plain cards left out
-    assert public_pretrained_card({"plain": cards["plain"]}) is None
+    assert public_pretrained_card(cards.values()).name == "b"  # chosen on PublicTest; private and plain cards left out
+    assert public_pretrained_card([cards["plain"]]) is None

@@ -365,8 +365,9 @@ def students_section(checkpoint_dir: Path = CHECKPOINT_DIR, peers_path: Path = P
 def end_to_end_text(checkpoint_dir: Path = CHECKPOINT_DIR, sweep_path: Path | None = None) -> str | None:
     """A Markdown paragraph on the shipped non-private model with the private models' public pretraining, fine-tuned
     end to end (:func:`~fer_core.results.tables.public_pretrained_card`): its accuracy, what the best DP run on the
-    same public weights (:data:`~fer_core.privacy.accounting.PUBLIC_BACKBONE_METHODS`) at target ε 8 and 1 is
-    below it, in PrivateTest points, and its command; None when no such model is shipped."""
+    same public weights (:data:`~fer_core.privacy.accounting.PUBLIC_BACKBONE_METHODS`; the sweep row marked as
+    shipped, :func:`~fer_core.results.sweep.export_best`'s choice on PublicTest) at target ε 8 and 1 is below it, in
+    PrivateTest points, and its command; None when no such model is shipped."""
     card = public_pretrained_card([read_card(d) for d in list_checkpoints(checkpoint_dir)])
     if card is None:
         return None
@@ -374,9 +375,10 @@ def end_to_end_text(checkpoint_dir: Path = CHECKPOINT_DIR, sweep_path: Path | No
     sweep = [r for r in read_sweep(sweep_path or SWEEP_RESULTS) if r["method"] in PUBLIC_BACKBONE_METHODS]
     gaps = []
     for eps in (8.0, 1.0):
-        runs = [r for r in sweep if r.get("target_epsilon") == eps and r.get("privatetest_accuracy") is not None]
-        if runs and test is not None:
-            best = max(runs, key=lambda r: r.get("publictest_accuracy") or 0.0)  # chosen on PublicTest
+        shipped = [r for r in sweep if r.get("target_epsilon") == eps and r.get("checkpoint")
+                   and r.get("privatetest_accuracy") is not None]
+        if shipped and test is not None:
+            best = shipped[0]
             gaps.append(f"{best['method']} at ε = {eps:g} is {100 * (test - best['privatetest_accuracy']):.2f} "
                         "points below it")
     backbones = ", ".join(f"`{r.get('name')}` ({r.get('package')} {r.get('version')})"

@@ -249,12 +249,11 @@ def public_data_text(card: dict) -> str | None:
             + (f"all {rows:,} training rows" if isinstance(rows, int) else "every training row") + ".")
 
 
-def public_pretrained_card(cards: dict[str, dict] | Iterable[dict]) -> ModelCard | None:
+def public_pretrained_card(cards: Iterable[dict]) -> ModelCard | None:
     """The non-private model that started from public weights (a top-level ``public_backbones``: ``mobilenetv2``
     fine-tuned end to end), the best on PublicTest if several: the fair non-private reference of the models that
-    stand on the same public weights. ``cards``: ``{folder: card}`` or cards; None when there is none."""
-    found = [c for c in map(as_card, cards.values() if isinstance(cards, dict) else cards)
-             if not c.is_private and c.get("public_backbones")]
+    stand on the same public weights; None when there is none."""
+    found = [c for c in map(as_card, cards) if not c.is_private and c.get("public_backbones")]
     return max(found, key=lambda c: c.metrics("PublicTest").get("accuracy") or 0.0, default=None)
 
 

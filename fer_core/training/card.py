@@ -103,8 +103,8 @@ def build_card(
         card["hardware"]["distributed"] = processes
     if cfg.init_from:
         card["init_from"] = lineage(read_card(cfg.init_from), cfg.init_from)
-    if privacy is None and getattr(model, "provenances", None) and model.provenances():
-        card["public_backbones"] = model.provenances()  # a private card lists them in its privacy block
+    if privacy is None and (public := getattr(model, "provenances", list)()):
+        card["public_backbones"] = public  # a private card lists them in its privacy block
     return card
 
 
