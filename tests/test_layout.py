@@ -11,7 +11,7 @@ from conftest import REPO
 
 PACKAGE = REPO / "fer_core"
 #: Third-party packages a function may import locally (heavy, and needed by one path only).
-LOCAL_IMPORTS_ALLOWED = {"opacus", "kymatio", "scipy", "ai_edge_litert"}  # ai_edge_litert: optional, converter only
+LOCAL_IMPORTS_ALLOWED = {"opacus", "kymatio", "scipy", "ai_edge_litert"}  # ai_edge_litert: the runtime checks only
 MAX_LINES = 500
 
 

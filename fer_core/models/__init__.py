@@ -1,7 +1,8 @@
 """Models: the DP-compatible architectures (GroupNorm, no BatchNorm), the public backbones converted from
 installed wheels (facex's MobileNetV2: ``facex``, ``facex_tflite``, and the frozen prefix / trainable tail a private
 run splits a model on it into: ``facex_parts``; SFace's MobileFaceNet trunk: ``sface``,
-``sface_onnx``; ONNX weight folding: ``onnx_graph``), facex's network fine-tuned end to end (``mobilenet``), the
+``sface_onnx``; what both converters share, the disjointness test: ``public_checks``; ONNX weight folding:
+``onnx_graph``), facex's network fine-tuned end to end (``mobilenet``), the
 self-describing checkpoint (safetensors weights + a typed model card) and prediction from a checkpoint.
 """
 

