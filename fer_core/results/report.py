@@ -444,9 +444,9 @@ def render_results() -> str:
     if (end_to_end := end_to_end_text()) is not None:
         parts += ["", end_to_end]
     parts += ["", "### Membership-inference audit on twins (same distribution)", "",
-              "Each audited model's recipe (the shipped models', and the two-stage sweep runs', no longer shipped "
-              "since public-features beats them at every ε), retrained as K twins on seeded random halves of its "
-              "training rows; "
+              "Each audited model's recipe (the shipped models', and sweep runs' that no longer ship because a run of "
+              "their privacy class scored higher on PublicTest at their ε), retrained as K twins on seeded random "
+              "halves of its training rows; "
               "members and non-members are the two halves, so the blind baseline (a model-free classifier of the "
               "images) is at chance and an AUC above 0.5 is leakage, not split shift. Every twin is the target once; "
               "LiRA (Carlini et al. 2022; online, and offline with OUT shadows only) uses the other twins as shadow "
