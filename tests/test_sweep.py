@@ -130,9 +130,10 @@ def test_export_ships_one_model_per_privacy_class_and_epsilon(tmp_path):
 
     assert PRIVACY_CLASSES["two-stage"] == PRIVACY_CLASSES["public-features"] != PRIVACY_CLASSES["scatternet"]
     export = tmp_path / "ck"
-    for name in ("dp_public-features_eps1", "dp_scatternet_eps1"):  # shipped earlier; their run folders are gone
-        (export / name).mkdir(parents=True)
+    for name in ("dp_public-features_eps1", "dp_scatternet_eps1", "dp_two-stage_eps1"):  # shipped earlier; their
+        (export / name).mkdir(parents=True)  # run folders are gone
         (export / name / "model.json").write_text("{}")
+    (export / "dp_scatternet_eps2").mkdir()  # not a checkpoint of a row in this sweep: left alone
     rows = [{"method": "two-stage", "target_epsilon": 1.0, "publictest_accuracy": 0.50, "run": "dp_two-stage_eps1",
              "checkpoint": "dp_two-stage_eps1"},
             {"method": "public-features", "target_epsilon": 1.0, "publictest_accuracy": 0.57,
@@ -142,3 +143,6 @@ def test_export_ships_one_model_per_privacy_class_and_epsilon(tmp_path):
     written = export_best(rows, tmp_path / "runs", export)
     assert sorted(written) == ["dp_public-features_eps1", "dp_scatternet_eps1"]
     assert [r["checkpoint"] for r in rows] == ["", "dp_public-features_eps1", "dp_scatternet_eps1"]
+    # two-stage's earlier checkpoint is no longer its class's model at epsilon 1: it leaves the export folder
+    assert sorted(p.name for p in export.iterdir()) == ["dp_public-features_eps1", "dp_scatternet_eps1",
+                                                        "dp_scatternet_eps2"]

@@ -304,10 +304,12 @@ def export_best(rows: list[dict], out_root: Path, export_dir: Path) -> list[str]
 
     The checkpoint is the run's chosen weights (:data:`~fer_core.training.validation.BEST_FILE`) with its final
     card (what ``main`` exports). Classes: :data:`PRIVACY_CLASSES` (a method not listed is a class of its own).
-    Marks the chosen rows' ``checkpoint`` column and clears it on the others of their group (a folder they were
-    shipped in before is no longer the class's model: remove it). A chosen run whose folder is gone keeps its mark
-    when its checkpoint is in ``export_dir``. A checkpoint already exported from the same run (same card, same
-    weights) is left as it is, so the audit blocks added to its card since survive. Returns the chosen folder names.
+    Marks the chosen rows' ``checkpoint`` column and clears it on the others of their group; a checkpoint one of
+    those others was shipped in before (a folder of ``export_dir`` named after its run, holding a model card) is no
+    longer the class's model and is removed (its rows in the result files stay, as measurements of its recipe). A
+    chosen run whose folder is gone keeps its mark when its checkpoint is in ``export_dir``. A checkpoint already
+    exported from the same run (same card, same weights) is left as it is, so the audit blocks added to its card
+    since survive. Returns the chosen folder names.
     """
     written = []
     groups: dict[tuple[str, float], list[dict]] = {}
@@ -317,6 +319,9 @@ def export_best(rows: list[dict], out_root: Path, export_dir: Path) -> list[str]
         best = max(group, key=lambda r: float(r["publictest_accuracy"]))
         for r in group:
             r["checkpoint"] = ""
+            superseded = export_dir / r["run"]
+            if r["run"] != best["run"] and (superseded / CARD_FILE).is_file():
+                shutil.rmtree(superseded)
         run = out_root / best["run"]
         card_path = run / FINAL_CARD_FILE
         if not card_path.exists():
