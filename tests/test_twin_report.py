@@ -169,3 +169,15 @@ def test_readme_leads_the_audits_with_the_twins():
     shifted = "### Membership-inference audit, shifted (Training members vs test-split non-members)"
     if shifted in text:
         assert twins < text.index(shifted)
+
+
+def test_adding_a_model_keeps_the_other_rows_as_written(tmp_path):
+    path = tmp_path / "audit_twins.csv"
+    write_twin_audit([row("dp_a_eps8"), row("dp_a_eps8", attack="loss")], path)
+    before = path.read_text().splitlines()
+    rows = write_twin_audit([row("dp_b_eps1", claimed=1.0)], path)
+    after = path.read_text().splitlines()
+    assert after[:3] == before and len(after) == 4 and ",16,10000," in after[1]  # not "16.0,10000.0"
+    assert [(r["model"], r["attack"]) for r in rows] == [("dp_a_eps8", "lira"), ("dp_a_eps8", "loss"),
+                                                          ("dp_b_eps1", "lira")]
+    assert read_twin_audit(path)[0]["twins"] == 16.0

@@ -364,7 +364,9 @@ def write_twin_audit(rows: Iterable[dict], path: str | os.PathLike = TWIN_AUDIT_
         Every row now in the file, ordered by model and attack.
     """
     rows = list(rows)
-    merged = {(r["model"], r["attack"]): r for r in read_twin_audit(path)}
+    # Other models' rows as the file has them (cells as text): a rewrite keeps them byte for byte (``3`` twins, not
+    # ``3.0``).
+    merged = {(r["model"], r["attack"]): r for r in (_read_csv(path) or [])}
     merged.update({(r["model"], r["attack"]): r for r in rows})
     out = [merged[k] for k in sorted(merged)]
     _write_csv(path, TWIN_AUDIT_COLUMNS, out)
