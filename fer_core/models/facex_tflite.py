@@ -271,9 +271,9 @@ def quantise_like_tflite(x: np.ndarray) -> np.ndarray:
     return (q * np.float32(top / 127.0)).astype(np.float32)
 
 
-#: Layers followed by a fused ReLU6 in the graph (expansions, depthwise convolutions, the first and last convs);
-#: projections and the classifier are linear.
 def _relu6_after(tf_name: str) -> bool:
+    """Whether the graph fuses a ReLU6 into this layer (expansions, depthwise convolutions, the first and last convs);
+    projections and the classifier are linear."""
     return tf_name.endswith(("_expand", "_depthwise")) or tf_name in ("Conv1", "Conv_1")
 
 
