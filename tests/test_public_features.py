@@ -148,15 +148,19 @@ def test_public_features_run_standardises_with_publictest_and_records_it(tmp_pat
         assert full["accuracy_flip_tta"] == pytest.approx(ck.card["metrics"][split]["accuracy_flip_tta"], abs=1e-9)
 
 
+@pytest.mark.parametrize("multiplicity", [1, 2])
 def test_public_features_with_mirror_views_cache_the_mirrored_faces_and_predict_the_mean_of_both(tmp_path,
-                                                                                                    monkeypatch):
+                                                                                                    monkeypatch,
+                                                                                                    multiplicity):
     monkeypatch.chdir(tmp_path)
     npz = write_npz(tmp_path / "s.npz", n_train=64, n_val=32, n_test=16)
-    args = {**FACEX_RANDOM, "mirror_views": True}
+    args = {**FACEX_RANDOM, "mirror_views": True, "augmentation_multiplicity": multiplicity}
     assert main(_config(tmp_path / "run", npz, model_args=args, export=str(tmp_path / "ck")), command="pytest")[
         "finished"]
     ck = load_checkpoint(tmp_path / "ck")
     assert ck.card["model_args"]["mirror_views"] is True
+    assert ck.card["model_args"]["augmentation_multiplicity"] == multiplicity
+    assert ck.model.classifier.multiplicity == multiplicity
     ds = load_dataset(npz)
     faces = ds.split("PublicTest")[0]
     prefix, tail = split_for_finetune(ck.model, "head")
@@ -172,6 +176,26 @@ def test_public_features_with_mirror_views_cache_the_mirrored_faces_and_predict_
         torch.testing.assert_close(ck.model(x), mean, rtol=1e-4, atol=1e-5)  # eval: test-time augmentation
     full = evaluate_split(ck.model, ds, "PrivateTest", class_names=ck.classes)
     assert full["accuracy"] == pytest.approx(ck.card["metrics"]["PrivateTest"]["accuracy"], abs=1e-9)
+
+
+def test_facex_augmentation_multiplicity_2_trains_on_the_mean_of_both_views_with_one_gradient_per_face():
+    from opacus import GradSampleModule
+
+    torch.manual_seed(0)
+    model = build_model("facex", **FACEX_RANDOM, mirror_views=True, augmentation_multiplicity=2).train()
+    prefix, tail = split_for_finetune(model, "head")
+    x, y = torch.rand(4, 1, 48, 48), torch.tensor([0, 3, 6, 2])
+    with torch.no_grad():
+        views = prefix(x)  # (4, 2, D)
+        torch.testing.assert_close(tail(views), (model.head(views[:, 0]) + model.head(views[:, 1])) / 2)
+    dp_tail = GradSampleModule(tail, loss_reduction="sum")
+    torch.nn.functional.cross_entropy(dp_tail(views), y, reduction="sum").backward()
+    weight = model.head[1].weight
+    assert weight.grad_sample.shape == (4, *weight.shape)  # one gradient per face, not per view
+    with pytest.raises(ValueError, match="set mirror_views=True"):
+        build_model("facex", **FACEX_RANDOM, augmentation_multiplicity=2)
+    with pytest.raises(ValueError, match="must be 1 or 2"):
+        build_model("facex", **FACEX_RANDOM, mirror_views=True, augmentation_multiplicity=3)
 
 
 def test_public_features_settings_are_checked(tmp_path):

@@ -50,9 +50,11 @@ def test_sweep_writes_rows_exports_the_best_and_resumes(tmp_path):
     # Finished runs are read back, not retrained.
     mtime = (out / run_name("scatternet", 1.0) / "final_card.json").stat().st_mtime
     run_sweep(base, ["scatternet"], [1.0], csv_path, out, None, overrides={**SMALL, "model_args": {"width": 8}},
-              stage1=stage1)
+              command="a later sweep", stage1=stage1)
     assert (out / run_name("scatternet", 1.0) / "final_card.json").stat().st_mtime == mtime
     assert len(read_sweep(csv_path)) == 4
+    # A row read back names the command that trained its run, not the one that read it.
+    assert {r["command"] for r in read_sweep(csv_path)} == {"pytest"}
     table = sweep_table(csv_path)
     assert table.count("\n| scatternet |") == 2 and "two-stage" in table
 

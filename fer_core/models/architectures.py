@@ -36,7 +36,7 @@ from torch import nn
 from fer_core.models.facex import FaceXNet, FeatureStandardiser, tensor_digest
 from fer_core.models.facex_parts import FaceXFeatures, FaceXTrunk, FaceXTunedTail
 from fer_core.models.mobilenet import MobileNetV2
-from fer_core.models.views import MULTIPLICITIES, MirrorViews, mirror_views
+from fer_core.models.views import MirrorViews, check_multiplicity, mirror_views
 
 ARCHITECTURES = ("cnn", "resnet", "fusion")  # the three compared on the same budget
 DP_ARCHITECTURES = ("scatternet", "facex")  # meant for private training (facex: a head on public features)
@@ -264,11 +264,7 @@ class ScatterNet(nn.Module):
                  in_channels: int = 1, input_norm: str = "group", mirror_views: bool = False,
                  augmentation_multiplicity: int = 1) -> None:
         super().__init__()
-        if augmentation_multiplicity != 1 and not mirror_views:
-            raise ValueError("ScatterNet's augmentation_multiplicity counts mirror views: set mirror_views=True")
-        if augmentation_multiplicity not in MULTIPLICITIES:
-            raise ValueError(f"augmentation multiplicity must be 1 or 2 (a face and its mirror image), got "
-                             f"{augmentation_multiplicity!r}")
+        check_multiplicity(augmentation_multiplicity, mirror_views, "ScatterNet")
         if in_channels != 1:
             raise ValueError("ScatterNet takes grayscale faces (in_channels=1)")
         if head not in ("cnn", "linear"):

@@ -35,7 +35,7 @@ from torch import nn
 
 from fer_core.models import sface
 from fer_core.models.paths import checkpoint_dir
-from fer_core.models.views import MirrorViews, mirror_views
+from fer_core.models.views import MirrorViews, check_multiplicity, mirror_views
 
 #: Folder (under ``checkpoints/``) the converter writes and :class:`FaceXNet` loads its backbone from.
 FACEX_BACKBONE_DIR = "public/facex_mobilenetv2"
@@ -280,6 +280,9 @@ class FaceXNet(nn.Module):
         mirror_views: the features of each face and of its mirror image (horizontal flip): the head trains on one
             of the two per face and DP-SGD step, drawn at random, and predicts the mean of its logits on both
             (:class:`~fer_core.models.views.MirrorViews`); twice the backbones' cost per face at inference.
+        augmentation_multiplicity: with ``mirror_views``, 2 trains the head on the mean of its logits on both views
+            (augmentation multiplicity, De et al. 2022; one per-sample gradient per face, twice the head's cost per
+            step), 1 on one view drawn at random.
         finetune_blocks: how many of facex's last blocks (1 to :data:`MAX_FINETUNE_BLOCKS`; 0: none) are this
             model's own, trainable copies, initialised from the public ones (``trainable="last-block"``: DP-SGD
             fine-tunes them and the head on block ``17 - finetune_blocks - 1``'s cached output; the public backbone
@@ -295,14 +298,17 @@ class FaceXNet(nn.Module):
         FileNotFoundError: ``backbone`` names a folder without converted weights (the message says how to
             make them).
         ValueError: an unknown tap, ``in_channels`` != 1, or ``finetune_blocks`` out of range, holding no tap of
-            ``features``, or with ``mirror_views`` or ``conv_last``; an unknown ``finetune_params``.
+            ``features``, or with ``mirror_views`` or ``conv_last``; an unknown ``finetune_params``; an
+            ``augmentation_multiplicity`` other than 1 or 2, or above 1 without ``mirror_views``.
     """
 
     def __init__(self, num_classes: int = 7, features: tuple[str, ...] = DEFAULT_FEATURES, pool: int = 1,
                  backbone: str | None = FACEX_BACKBONE_DIR, in_channels: int = 1, sface_features: tuple[str, ...] = (),
                  sface_pool: int = sface.DEFAULT_POOL, sface_backbone: str | None = sface.SFACE_BACKBONE_DIR,
-                 mirror_views: bool = False, finetune_blocks: int = 0, finetune_params: str = "all") -> None:
+                 mirror_views: bool = False, finetune_blocks: int = 0, finetune_params: str = "all",
+                 augmentation_multiplicity: int = 1) -> None:
         super().__init__()
+        check_multiplicity(augmentation_multiplicity, mirror_views, "FaceXNet")
         if in_channels != 1:
             raise ValueError("FaceXNet takes grey faces (in_channels=1)")
         unknown = [f for f in features if f not in tap_names()]
@@ -329,7 +335,7 @@ class FaceXNet(nn.Module):
                 self.sface.load_state_dict(sface.trunk_state(state, depth))
             self.feature_dim += sum(sface.tap_channels(f) for f in self.sface_features) * sface_pool * sface_pool
         self.head = nn.Sequential(FeatureStandardiser(self.feature_dim), nn.Linear(self.feature_dim, num_classes))
-        self.mirror_views = mirror_views
+        self.mirror_views, self.augmentation_multiplicity = mirror_views, augmentation_multiplicity
         self.finetune_blocks = finetune_blocks
         #: Block index of the first fine-tuned block (``len(BLOCKS)``: none); ``tuned[0]`` is that block.
         self.first_tuned = len(BLOCKS) - finetune_blocks
@@ -355,7 +361,7 @@ class FaceXNet(nn.Module):
     def classifier(self) -> nn.Module:
         """What takes the features: the head, or with ``mirror_views`` the head over both views
         (:class:`~fer_core.models.views.MirrorViews`, no weights of its own: the state dict stays the head's)."""
-        return MirrorViews(self.head) if self.mirror_views else self.head
+        return MirrorViews(self.head, self.augmentation_multiplicity) if self.mirror_views else self.head
 
     def shared_weights(self) -> dict[str, dict]:
         """The public backbones loaded from their own folders, which a checkpoint does not copy

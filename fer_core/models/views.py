@@ -9,6 +9,20 @@ from torch import nn
 MULTIPLICITIES = (1, 2)
 
 
+def check_multiplicity(multiplicity: int, mirror_views: bool, model: str) -> None:
+    """Refuse an augmentation multiplicity a model with (or without) ``mirror_views`` cannot train with.
+
+    Raises:
+        ValueError: ``multiplicity`` not in :data:`MULTIPLICITIES`, or above 1 without ``mirror_views`` (the views
+            it counts are a face and its mirror image).
+    """
+    if multiplicity != 1 and not mirror_views:
+        raise ValueError(f"{model}'s augmentation_multiplicity counts mirror views: set mirror_views=True")
+    if multiplicity not in MULTIPLICITIES:
+        raise ValueError(f"augmentation multiplicity must be 1 or 2 (a face and its mirror image), got "
+                         f"{multiplicity!r}")
+
+
 def mirror_views(features, x: torch.Tensor) -> torch.Tensor:
     """``features`` of faces ``x`` (``float32 (B, 1, H, W)``) and of their mirror images (horizontal flip), stacked:
     ``float32 (B, 2, ...)``, what :class:`MirrorViews` takes."""
