@@ -53,9 +53,7 @@ class MirrorViews(nn.Module):
 
     def __init__(self, head: nn.Module, multiplicity: int = 1) -> None:
         super().__init__()
-        if multiplicity not in MULTIPLICITIES:
-            raise ValueError(f"augmentation multiplicity must be 1 or 2 (a face and its mirror image), got "
-                             f"{multiplicity!r}")
+        check_multiplicity(multiplicity, True, "MirrorViews")
         self.head, self.multiplicity = head, multiplicity
 
     def forward(self, views: torch.Tensor) -> torch.Tensor:

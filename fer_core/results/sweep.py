@@ -87,8 +87,9 @@ RECIPES: dict[str, dict] = {
 # batches, 30 epochs; below epsilon = 2 a larger batch and a smaller step (the noise per step grows). Mirror views
 # with augmentation multiplicity 2 (De et al. 2022): the features of each face and of its mirror image are cached,
 # the head trains on the mean of its logits on both (one clipped gradient per face) and predicts the same mean. At
-# epsilon = 8 this raised PublicTest from 0.6119 (one view) to 0.6252, chosen over one view on PublicTest (sweep.csv
-# holds the run; the one-view run's row was replaced); inference runs both backbones twice per face.
+# epsilon = 8 this raised PublicTest from 0.6119 (one view: the row of sweep.csv at commit b4ff54d, which this
+# recipe's run replaced) to 0.6252 (sweep.csv), so it was chosen on PublicTest; inference runs both backbones twice
+# per face.
 RECIPES["public-features"] = dict(arch="facex", model_args={"sface_features": ["conv_13"], "mirror_views": True,
                                                            "augmentation_multiplicity": 2}, epochs=30,
                                   batch_size=4096, lr=0.5, momentum=0.9, max_grad_norm=1.0, weight_decay=0.0,
@@ -144,6 +145,11 @@ def _result_cells(card: dict) -> dict:
     }
 
 
+def _trained_by(card: dict, command: str) -> str:
+    """The command that trained a run (its card's), or ``command`` for a card that names none."""
+    return card.get("command") or command
+
+
 def sweep_row(card: dict, run: str, command: str) -> dict:
     """One ``sweep.csv`` row from a finished run's model card; its ``command`` is the one that trained the run (the
     card's), ``command`` only for a card that names none (a run read back is not credited to the command reading
@@ -155,7 +161,7 @@ def sweep_row(card: dict, run: str, command: str) -> dict:
         "max_grad_norm": p["max_grad_norm"], "batch_size": p["expected_batch_size"],
         "sample_rate": round(p["sample_rate"], 6), "epochs": p["epochs"], "steps": p["steps"],
         "trainable": p["trainable"], "private_rows": p["private_rows"], "public_rows": p["public_rows"],
-        **_result_cells(card), "run": run, "checkpoint": "", "command": card.get("command") or command,
+        **_result_cells(card), "run": run, "checkpoint": "", "command": _trained_by(card, command),
     }
 
 
@@ -250,7 +256,7 @@ def reference_row(card: dict, run: str, command: str) -> dict:
         "method": p["method"], "arch": card["arch"], "trainable": p["trainable"],
         "noise_multiplier": p["noise_multiplier"], "max_grad_norm": "none" if p["max_grad_norm"] is None
         else p["max_grad_norm"], "batch_size": cfg["batch_size"], "lr": cfg["lr"], "epochs": p["epochs"],
-        "train_rows": p["private_rows"], **_result_cells(card), "run": run, "command": card.get("command") or command,
+        "train_rows": p["private_rows"], **_result_cells(card), "run": run, "command": _trained_by(card, command),
     }
 
 
