@@ -169,8 +169,13 @@ def test_audit_twins_of_a_recipe_that_memorises_leak_and_their_split_is_not_shif
     from fer_core.results.files import read_twin_audit
 
     out = tmp_path / "audit_twins.csv"
+    from fer_core.results.files import write_twin_audit
+
+    write_twin_audit([{"model": "other", "attack": "lira", "auc": 0.51, "twins": 3}], out)  # another model's row
     rows = run_twin_audit([str(tmp_path / "ck")], twins=4, n_rows=256, out_root=tmp_path / "twins", results=str(out))
-    assert {r["attack"] for r in rows} == {"loss", "lira", "lira_offline"} and read_twin_audit(out) == rows
+    assert {r["attack"] for r in rows} == {"loss", "lira", "lira_offline"} and {r["model"] for r in rows} == {"ck"}
+    assert [r for r in read_twin_audit(out) if r["model"] != "other"] == rows  # the file's rows, numbers typed
+    assert [r["auc"] for r in read_twin_audit(out) if r["model"] == "other"] == [0.51]  # kept, not returned
     lira = next(r for r in rows if r["attack"] == "lira")
     assert lira["auc"] == pytest.approx(res["lira"]["auc"]) and lira["blind_auc"] == pytest.approx(res["blind"].auc,
                                                                                                   abs=1e-4)

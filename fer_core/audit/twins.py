@@ -32,7 +32,7 @@ from fer_core.data.datasets import FERDataset
 from fer_core.data.preprocess import to_model_input
 from fer_core.models.architectures import build_model, model_arguments, split_for_finetune
 from fer_core.models.checkpoint import ModelCard, read_card, resolve, update_card
-from fer_core.results.files import TWIN_AUDIT_COLUMNS, TWIN_AUDIT_RESULTS, write_twin_audit
+from fer_core.results.files import TWIN_AUDIT_COLUMNS, TWIN_AUDIT_RESULTS, read_twin_audit, write_twin_audit
 from fer_core.training.config import TrainConfig
 from fer_core.training.features import prefix_features
 from fer_core.training.lifecycle import main as train
@@ -261,7 +261,8 @@ def run_twin_audit(paths: list[str], twins: int = 16, seed: int = 0, n_rows: int
         overrides: recipe changes for every twin (e.g. ``epochs``), recorded in the rows.
 
     Returns:
-        Every row now in the results file.
+        The audited models' rows as the results file now holds them (numbers as floats, as
+        :func:`~fer_core.results.files.read_twin_audit` reads them); other models' rows stay in the file.
 
     Raises:
         ValueError: fewer than :data:`MIN_TWINS` twins (checked before any twin trains).
@@ -269,20 +270,21 @@ def run_twin_audit(paths: list[str], twins: int = 16, seed: int = 0, n_rows: int
     if twins < MIN_TWINS:
         raise ValueError(f"--twins {twins}: LiRA fits each row's scores over the other twins, which needs at least "
                          f"{MIN_TWINS} twins (each row out of two of them or more); use --twins {MIN_TWINS} or more")
-    written = []
+    audited = set()
     for path in paths:
         card = read_card(path)
+        audited.add(card.name)
         t0 = time.perf_counter()
         cfgs = train_twins(card, twins, seed, out_root, data, **overrides)
         result = audit_twins(card, cfgs, n_rows=n_rows, seed=seed)
         audit_s = time.perf_counter() - t0 - sum(twin_training_seconds(cfgs, only_now=True))
         rows = twin_audit_rows(result, card, sum(twin_training_seconds(cfgs)) + audit_s, command, overrides)
-        written = write_twin_audit(rows, results or TWIN_AUDIT_RESULTS,
-                                   rocs={card.name: {a: result[a]["roc"] for a in TWIN_ATTACKS}})
+        write_twin_audit(rows, results or TWIN_AUDIT_RESULTS,
+                         rocs={card.name: {a: result[a]["roc"] for a in TWIN_ATTACKS}})
         update_card(path, audit_twins={r["attack"]: {k: r[k] for k in TWIN_AUDIT_COLUMNS
                                                      if k not in ("model", "command")} for r in rows})
         lira = next(r for r in rows if r["attack"] == "lira")
         print(f"{card.name}: {twins} twins, LiRA AUC {lira['auc']:.3f}, TPR@0.1%FPR {lira['tpr_at_0.1pct_fpr']:.4f}, "
               f"empirical epsilon >= {lira['epsilon_lower_bound']:.2f}; blind AUC {lira['blind_auc']:.3f} "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
-    return written
+    return [r for r in read_twin_audit(results or TWIN_AUDIT_RESULTS) if r["model"] in audited]
