@@ -166,11 +166,9 @@ def test_audit_twins_of_a_recipe_that_memorises_leak_and_their_split_is_not_shif
 
     # The command's path: the same twins read back (not retrained), results file and card written.
     from fer_core.audit.twins import run_twin_audit
-    from fer_core.results.files import read_twin_audit
+    from fer_core.results.files import read_twin_audit, write_twin_audit
 
     out = tmp_path / "audit_twins.csv"
-    from fer_core.results.files import write_twin_audit
-
     write_twin_audit([{"model": "other", "attack": "lira", "auc": 0.51, "twins": 3}], out)  # another model's row
     rows = run_twin_audit([str(tmp_path / "ck")], twins=4, n_rows=256, out_root=tmp_path / "twins", results=str(out))
     assert {r["attack"] for r in rows} == {"loss", "lira", "lira_offline"} and {r["model"] for r in rows} == {"ck"}
