@@ -277,8 +277,9 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
         help="train each private method at each target epsilon; write checkpoints/results/sweep.csv",
         description="For each method and target epsilon (delta 1e-5) trains a DP model with the method's "
         "recipe, chooses it on PublicTest, evaluates PrivateTest, writes a row of "
-        "checkpoints/results/sweep.csv, and exports the best model per epsilon (fully private and "
-        "two-stage) to checkpoints/. Resumable: finished runs are read back. Recipes: "
+        "checkpoints/results/sweep.csv, and exports the best model per epsilon and privacy class (fully "
+        "private: scatternet, dp-sgd; on public data: the others) to checkpoints/. Resumable: finished runs "
+        "are read back. Recipes: "
         + "; ".join(f"{m}: {r['arch']}, {r['epochs']} epochs, batch {r['batch_size']}, lr {r['lr']}, "
                     f"max_grad_norm {r['max_grad_norm']}" for m, r in RECIPES.items()),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -82,11 +82,14 @@ def test_write_speed_replaces_rows_of_the_same_models(tmp_path):
     path = tmp_path / "results" / "speed.csv"
     machine = {"cpu": "Test CPU", "cpu_count": 4, "threads": 1, "torch": "9.9", "python": "3.x", "platform": "p"}
     write_speed([result("b", 10, 100, 50.0), result("a", 20, 200, 40.0)], machine, path, command="cmd one")
+    row_a = next(line for line in path.read_text().splitlines() if line.startswith("a,"))
     rows = write_speed([result("b", 11.04, 110, 55.54)], machine, path, command="cmd two")
     assert [r["model"] for r in rows] == ["a", "b"]
     with open(path, newline="") as fh:
         raw = list(csv.DictReader(fh))
     assert list(raw[0]) == SPEED_COLUMNS
+    assert row_a in path.read_text().splitlines()  # another model's row is kept as written, ints not turned floats
+    assert ",4,1," in row_a  # cpu_count and threads
     back = {r["model"]: r for r in read_speed(path)}
     assert back["a"]["faces_per_s_batch1"] == 20 and back["a"]["command"] == "cmd one"
     assert back["b"]["faces_per_s_batch1"] == 11.0 and back["b"]["photo_ms"] == 55.5

@@ -411,8 +411,8 @@ def write_speed(results: list[dict], machine: dict, path: str | os.PathLike = SP
     """Write :func:`fer_core.results.speed.measure_model` results to a speed CSV, replacing the rows of the
     same models.
 
-    Rows of other models already in the file are kept (each row names its own machine), and rows are
-    ordered by model name.
+    Rows of other models already in the file are kept as they are written (each row names its own machine), and
+    rows are ordered by model name.
 
     Args:
         results: dicts from ``measure_model``.
@@ -430,7 +430,7 @@ def write_speed(results: list[dict], machine: dict, path: str | os.PathLike = SP
         **{k: machine.get(k, "") for k in MACHINE_FIELDS}, "threads": r.get("threads", machine.get("threads", "")),
         "measured": measured, "command": command,
     } for r in results}
-    kept = [{k: "" if v is None else v for k, v in r.items()} for r in read_speed(path) if r["model"] not in new]
+    kept = [r for r in _read_csv(path) or [] if (r.get("model") or "").strip() not in new]  # cells as written
     rows = sorted([*kept, *new.values()], key=lambda r: r["model"])
     _write_csv(path, SPEED_COLUMNS, rows)
     return rows
